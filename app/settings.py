@@ -1,0 +1,91 @@
+"""The app's settings, read once from the environment and the deployed config files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from seccore import Bindings, ConfigError, load_bindings
+
+__all__ = ["AppSettings"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_IFLOW_PATH = "/http/ntif"
+DEFAULT_PAYLOAD = '{"message": "Hello from frontapp"}'
+_IFLOW_PATH = re.compile(r"/http/[A-Za-z0-9_~/-]+(?:\.[A-Za-z0-9_~-]+)*")
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    bindings: Bindings
+    iflow_path: str = DEFAULT_IFLOW_PATH
+    iflow_payload: str = DEFAULT_PAYLOAD
+    iflow_content_type: str = "application/json"
+    #: scope every XSUAA token must carry, ``$XSAPPNAME.<name>`` (from xs-security.json)
+    required_scope: str | None = None
+    #: the role of the iFlow's sender adapter, checked in the exchanged token (config-cpi.json)
+    cpi_role: str | None = None
+    json_logs: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, root: Path = ROOT) -> AppSettings:
+        """Build the settings; raise one ConfigError naming every problem."""
+        problems: list[str] = []
+        bindings = None
+        try:
+            bindings = load_bindings(environ)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        path = environ.get("IFLOW_PATH", DEFAULT_IFLOW_PATH)
+        if not _IFLOW_PATH.fullmatch(path) or "//" in path:
+            problems.append(f"IFLOW_PATH={path!r} must look like /http/<address> (letters, digits, "
+                            "'_', '-', '/', '.'; no '..')")
+        payload = environ.get("IFLOW_PAYLOAD", DEFAULT_PAYLOAD)
+        content_type = "application/json" if _is_json(payload) else "text/plain; charset=utf-8"
+        if problems:
+            raise ConfigError(problems)
+        assert bindings is not None
+        return cls(
+            bindings=bindings, iflow_path=path, iflow_payload=payload, iflow_content_type=content_type,
+            required_scope=_setting(environ, "REQUIRED_SCOPE", lambda: _first_scope(root)),
+            cpi_role=_setting(environ, "CPI_ROLE", lambda: _first_role(root)),
+            json_logs=environ.get("LOG_FORMAT", "json" if "VCAP_APPLICATION" in environ else "text")
+            == "json",
+        )
+
+
+def _setting(environ: Mapping[str, str], name: str, default: object) -> str | None:
+    # Set but empty switches the check off on purpose; unset falls back to the config file.
+    if name in environ:
+        return environ[name] or None
+    return default() if callable(default) else None
+
+
+def _first_scope(root: Path) -> str | None:
+    scopes = _read_json(root / "xs-security.json").get("scopes") or []
+    return scopes[0].get("name") if scopes and isinstance(scopes[0], dict) else None
+
+
+def _first_role(root: Path) -> str | None:
+    roles = _read_json(root / "config-cpi.json").get("roles") or []
+    return roles[0] if roles and isinstance(roles[0], str) else None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

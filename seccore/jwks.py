@@ -1,0 +1,183 @@
+"""Signing keys of the identity services, fetched only from URLs derived from the bindings.
+
+``JwksCache`` keeps one key set per (JWKS URL, tenant). It refetches a set when it is older
+than ``ttl`` or when a token names an unknown ``kid`` (at most once per ``cooldown``, so a
+flood of random kids cannot turn into a flood of fetches), and keeps serving the keys it
+has when a refetch fails (an outage of the key endpoint must not log everybody out).
+Fetches are single-flight per key set. Only RSA signing keys of at least 2048 bits are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from joserfc.jwk import RSAKey
+
+from seccore.errors import IssuerUntrusted, KeysUnavailable, SignatureInvalid
+from seccore.outbound import Timeouts, read_capped
+
+__all__ = ["JwksCache"]
+
+log = logging.getLogger(__name__)
+
+MIN_RSA_BITS = 2048
+MAX_DOCUMENT_BYTES = 256 * 1024
+MAX_KEY_SETS = 64
+
+
+@dataclass
+class _KeySet:
+    keys: dict[str, RSAKey] = field(default_factory=dict)
+    fetched_at: float = float("-inf")  # last successful fetch
+    tried_at: float = float("-inf")  # last attempt, successful or not
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class JwksCache:
+    """Key sets by URL, with TTL, kid-miss refetch under a cooldown, and stale-on-error."""
+
+    def __init__(self, session: requests.Session, *, timeouts: Timeouts = Timeouts(),
+                 ttl: float = 900.0, cooldown: float = 30.0, stale_grace: float = 6 * 3600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._session = session
+        self._timeouts = timeouts
+        self._ttl = ttl
+        self._cooldown = cooldown
+        self._stale_grace = stale_grace
+        self._clock = clock
+        self._sets: OrderedDict[tuple[str, str], _KeySet] = OrderedDict()
+        self._issuers: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def get_key(self, url: str, kid: str, headers: Mapping[str, str] | None = None,
+                tenant: str = "") -> RSAKey:
+        """The key ``kid`` of the set at ``url``; fetch or refetch as the rules allow."""
+        entry = self._entry((url, tenant))
+        key = entry.keys.get(kid)
+        if key is not None and self._clock() - entry.fetched_at < self._ttl:
+            return key
+        # Stale set or unknown kid: refetch, but at most once per cooldown.
+        if self._clock() - entry.tried_at >= self._cooldown:
+            self._refresh(entry, url, headers or {}, seen_at=entry.tried_at)
+            key = entry.keys.get(kid)
+        if key is not None and self._clock() - entry.fetched_at < self._ttl + self._stale_grace:
+            return key
+        if key is not None or not entry.keys:
+            raise KeysUnavailable("the signing keys of the identity service could not be fetched",
+                                  step="validate")
+        raise SignatureInvalid(f"the token names a signing key (kid) that the identity service "
+                               f"does not publish: {kid[:64]!r}", step="validate")
+
+    def jwks_uri_of(self, issuer: str, headers: Mapping[str, str] | None = None) -> str:
+        """The ``jwks_uri`` from the issuer's OIDC discovery document (cached for ``ttl``).
+
+        The document's ``issuer`` must equal ``issuer`` and its ``jwks_uri`` must be https on
+        the issuer's own host (OIDC Discovery §4.3; no key URL on a foreign host).
+        """
+        cached = self._issuers.get(issuer)
+        if cached and self._clock() - cached[1] < self._ttl:
+            return cached[0]
+        try:
+            doc = self._get_json(f"{issuer}/.well-known/openid-configuration", headers or {})
+        except _FetchFailed as exc:
+            if cached:  # keep the known jwks_uri through an outage
+                return cached[0]
+            raise KeysUnavailable(f"the OIDC discovery document of {issuer} could not be fetched: "
+                                  f"{exc}", step="validate") from exc
+        uri = doc.get("jwks_uri")
+        if doc.get("issuer") != issuer or not isinstance(uri, str) or not _same_origin(uri, issuer):
+            raise IssuerUntrusted(f"the discovery document of {issuer} names another issuer or "
+                                  "a key URL on another host", step="validate")
+        with self._lock:
+            self._issuers[issuer] = (uri, self._clock())
+        return uri
+
+    def _entry(self, cache_key: tuple[str, str]) -> _KeySet:
+        with self._lock:
+            entry = self._sets.get(cache_key)
+            if entry is None:
+                entry = self._sets[cache_key] = _KeySet()
+                while len(self._sets) > MAX_KEY_SETS:
+                    self._sets.popitem(last=False)
+            else:
+                self._sets.move_to_end(cache_key)
+            return entry
+
+    def _refresh(self, entry: _KeySet, url: str, headers: Mapping[str, str], seen_at: float) -> None:
+        with entry.lock:
+            if entry.tried_at != seen_at:  # another thread fetched while we waited
+                return
+            entry.tried_at = self._clock()
+            try:
+                keys = _parse_keys(self._get_json(url, headers))
+            except _FetchFailed as exc:
+                log.warning("JWKS fetch failed; keeping %d cached keys", len(entry.keys),
+                            extra={"jwks_url": url, "reason": str(exc)})
+                return
+            entry.keys = keys
+            entry.fetched_at = self._clock()
+
+    def _get_json(self, url: str, headers: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            with self._session.get(url, headers=dict(headers), timeout=self._timeouts.as_tuple(),
+                                   allow_redirects=False, stream=True) as response:
+                body, truncated = read_capped(response, MAX_DOCUMENT_BYTES)
+                status = response.status_code
+        except requests.RequestException as exc:
+            raise _FetchFailed(type(exc).__name__) from exc
+        if status != 200 or truncated:
+            raise _FetchFailed(f"HTTP {status}" if status != 200 else "document too large")
+        try:
+            doc = requests.compat.json.loads(body)
+        except ValueError as exc:
+            raise _FetchFailed("not JSON") from exc
+        if not isinstance(doc, dict):
+            raise _FetchFailed("not a JSON object")
+        return doc
+
+
+class _FetchFailed(Exception):
+    pass
+
+
+def _parse_keys(doc: Mapping[str, Any]) -> dict[str, RSAKey]:
+    raw_keys = doc.get("keys")
+    if not isinstance(raw_keys, list):
+        raise _FetchFailed("no 'keys' list")
+    keys: dict[str, RSAKey] = {}
+    for raw in raw_keys:
+        key = _rsa_signing_key(raw)
+        if key is not None:
+            keys[raw["kid"]] = key
+    if not keys:
+        raise _FetchFailed("no usable RSA signing key")
+    return keys
+
+
+def _rsa_signing_key(raw: object) -> RSAKey | None:
+    if not isinstance(raw, dict) or raw.get("kty") != "RSA" or not isinstance(raw.get("kid"), str):
+        return None
+    if raw.get("use", "sig") != "sig" or raw.get("alg", "RS256") != "RS256":
+        return None
+    try:
+        # Only the public parameters: a JWKS entry with private parts is never trusted as such.
+        key = RSAKey.import_key({"kty": "RSA", "n": raw["n"], "e": raw["e"]})
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("skipping an unreadable JWKS key", extra={"kid": raw["kid"][:64], "reason": repr(exc)})
+        return None
+    if key.raw_value.key_size < MIN_RSA_BITS:
+        return None
+    return key
+
+
+def _same_origin(url: str, issuer: str) -> bool:
+    a, b = urlsplit(url), urlsplit(issuer)
+    return a.scheme == "https" and a.netloc.lower() == b.netloc.lower()
