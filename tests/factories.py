@@ -180,7 +180,8 @@ def vcap_services(*, x509: bool = False, with_ias: bool = True, with_xsuaa: bool
                                   "xsappname": XSAPPNAME, "uaadomain": UAA_DOMAIN,
                                   "url": f"https://{SUBDOMAIN}.{UAA_DOMAIN}", "identityzone": SUBDOMAIN,
                                   "identityzoneid": ZONE_ID, "zoneid": ZONE_ID, "tenantmode": "dedicated",
-                                  "verificationkey": public_jwk()["value"], "credential-type": "binding-secret"}}]
+                                  "verificationkey": public_jwk()["value"],
+                                  "credential-type": "binding-secret"}}]
     if with_ias:
         services["identity"] = [{"label": "identity", "name": "frontapp-ias", "plan": "application",
                                  "credentials": {
