@@ -3,9 +3,12 @@ an iFlow, showing both tokens and the answer. Start with ``gunicorn 'app:create_
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
+from urllib.parse import quote
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
 from app.errors import register_error_handlers
 from app.flow import Flow
@@ -23,6 +26,8 @@ from seccore import (
 )
 
 __all__ = ["Services", "create_app"]
+
+log = logging.getLogger(__name__)
 
 #: Pages show claims: never cache them, never frame them, load nothing from elsewhere.
 SECURITY_HEADERS = {
@@ -76,10 +81,16 @@ def _services(settings: AppSettings) -> Services:
 
 def _start_request() -> None:
     correlation_id.set(new_correlation_id(request.headers.get("x-correlationid")))
+    g.started = time.perf_counter()
 
 
 def _secure_response(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     response.headers["x-correlationid"] = correlation_id.get()
+    # The path only (query strings may carry what does not belong in logs), percent-encoded
+    # so that a CR/LF in it cannot forge a log line.
+    took_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    log.info("%s %s %s", request.method, quote(request.path, safe="/:@!$&'()*+,;=-._~"),
+             response.status_code, extra={"took_ms": round(took_ms, 1)})
     return response
