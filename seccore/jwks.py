@@ -38,6 +38,7 @@ class _KeySet:
     keys: dict[str, RSAKey] = field(default_factory=dict)
     fetched_at: float = float("-inf")  # last successful fetch
     tried_at: float = float("-inf")  # last attempt, successful or not
+    generation: int = 0  # completed attempts; tells a waiting thread that a fetch happened
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -64,10 +65,12 @@ class JwksCache:
         key = entry.keys.get(kid)
         if key is not None and self._clock() - entry.fetched_at < self._ttl:
             return key
-        # Stale set or unknown kid: refetch, but at most once per cooldown.
-        if self._clock() - entry.tried_at >= self._cooldown:
-            self._refresh(entry, url, headers or {}, seen_at=entry.tried_at)
-            key = entry.keys.get(kid)
+        # Stale set or unknown kid: refetch, at most once per cooldown; a fetch already in
+        # flight is joined, not repeated.
+        seen = entry.generation
+        if entry.lock.locked() or self._clock() - entry.tried_at >= self._cooldown:
+            self._refresh(entry, url, headers or {}, seen=seen)
+        key = entry.keys.get(kid)
         if key is not None and self._clock() - entry.fetched_at < self._ttl + self._stale_grace:
             return key
         if key is not None or not entry.keys:
@@ -111,9 +114,9 @@ class JwksCache:
                 self._sets.move_to_end(cache_key)
             return entry
 
-    def _refresh(self, entry: _KeySet, url: str, headers: Mapping[str, str], seen_at: float) -> None:
+    def _refresh(self, entry: _KeySet, url: str, headers: Mapping[str, str], seen: int) -> None:
         with entry.lock:
-            if entry.tried_at != seen_at:  # another thread fetched while we waited
+            if entry.generation != seen:  # another thread fetched while we waited
                 return
             entry.tried_at = self._clock()
             try:
@@ -122,6 +125,8 @@ class JwksCache:
                 log.warning("JWKS fetch failed; keeping %d cached keys", len(entry.keys),
                             extra={"jwks_url": url, "reason": str(exc)})
                 return
+            finally:
+                entry.generation += 1
             entry.keys = keys
             entry.fetched_at = self._clock()
 

@@ -15,6 +15,7 @@ import json
 import os
 import ssl
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -112,6 +113,8 @@ class Mode:
     exchanged_changes: dict[str, Any] = field(default_factory=dict)
     #: a non-200 status makes the iFlow fail with it
     iflow_status: int = 200
+    #: seconds the iFlow takes to answer (a slow iFlow, for the concurrency benchmark)
+    iflow_delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,8 @@ class Upstream:
             mode = self.mode
         if not known:
             return Response("Unauthorized", status=401), "no bearer token issued by the token endpoint"
+        if mode.iflow_delay:
+            time.sleep(mode.iflow_delay)  # the simulated work of a slow iFlow
         if mode.iflow_status != 200:
             return Response(f"iFlow answered {mode.iflow_status}", status=mode.iflow_status,
                             content_type="text/plain; charset=utf-8"), ""
