@@ -51,7 +51,7 @@ class XsuaaBinding:
     uaadomain: str
     url: str
     #: the subaccount's zone (``zoneid``/``identityzoneid``); XSUAA tokens must carry it as ``zid``
-    zone_id: str | None = None
+    zone_id: str = ""
 
     @property
     def client_id(self) -> str:
@@ -185,13 +185,16 @@ def _xsuaa(svc: cfenv.Service, problems: list[str]) -> XsuaaBinding:
     for key in ("xsappname", "uaadomain"):
         if not creds.get(key):
             problems.append(f"service {svc.name!r}: xsuaa credentials lack '{key}'")
+    if not (creds.get("zoneid") or creds.get("identityzoneid")):
+        problems.append(f"service {svc.name!r}: xsuaa credentials lack 'zoneid' (or 'identityzoneid'), "
+                        "the subaccount whose tokens are accepted")
     return XsuaaBinding(
         name=svc.name or "xsuaa",
         credentials=_client(svc, creds, problems),
         xsappname=creds.get("xsappname", ""),
         uaadomain=str(creds.get("uaadomain", "")).removeprefix("https://").rstrip("/"),
         url=_https(svc, creds, "url", problems),
-        zone_id=creds.get("zoneid") or creds.get("identityzoneid") or None,
+        zone_id=creds.get("zoneid") or creds.get("identityzoneid") or "",
     )
 
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
+from joserfc.util import urlsafe_b64decode
 
 from seccore.errors import IssuerUntrusted, KeysUnavailable, SignatureInvalid
 from seccore.outbound import Timeouts, read_capped
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 MIN_RSA_BITS = 2048
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_KEY_SETS = 64
+Headers = Mapping[str, str] | Callable[[], Mapping[str, str]] | None
 
 
 @dataclass
@@ -54,13 +56,18 @@ class JwksCache:
         self._cooldown = cooldown
         self._stale_grace = stale_grace
         self._clock = clock
-        self._sets: OrderedDict[tuple[str, str], _KeySet] = OrderedDict()
+        self._sets: dict[tuple[str, str], _KeySet] = {}
         self._issuers: dict[str, tuple[str, float]] = {}
+        self._failed: dict[str, float] = {}  # discovery could not be fetched
+        self._refused: dict[str, float] = {}  # discovery named another issuer or key host
         self._lock = threading.Lock()
 
-    def get_key(self, url: str, kid: str, headers: Mapping[str, str] | None = None,
-                tenant: str = "") -> RSAKey:
-        """The key ``kid`` of the set at ``url``; fetch or refetch as the rules allow."""
+    def get_key(self, url: str, kid: str, headers: Headers = None, tenant: str = "") -> RSAKey:
+        """The key ``kid`` of the set at ``url``; fetch or refetch as the rules allow.
+
+        ``headers`` (or a function making them, called only when a fetch happens) go with
+        the fetch.
+        """
         entry = self._entry((url, tenant))
         key = entry.keys.get(kid)
         if key is not None and self._clock() - entry.fetched_at < self._ttl:
@@ -69,7 +76,7 @@ class JwksCache:
         # flight is joined, not repeated.
         seen = entry.generation
         if entry.lock.locked() or self._clock() - entry.tried_at >= self._cooldown:
-            self._refresh(entry, url, headers or {}, seen=seen)
+            self._refresh(entry, url, (headers() if callable(headers) else headers) or {}, seen=seen)
         key = entry.keys.get(kid)
         if key is not None and self._clock() - entry.fetched_at < self._ttl + self._stale_grace:
             return key
@@ -86,32 +93,50 @@ class JwksCache:
         the issuer's own host (OIDC Discovery §4.3; no key URL on a foreign host).
         """
         cached = self._issuers.get(issuer)
-        if cached and self._clock() - cached[1] < self._ttl:
-            return cached[0]
+        now = self._clock()
+        if cached and (now - cached[1] < self._ttl or now - self._failed.get(issuer, -1e18) < self._cooldown):
+            return cached[0]  # fresh, or kept through an outage that failed recently
+        if now - self._refused.get(issuer, -1e18) < self._cooldown:
+            raise IssuerUntrusted(f"the discovery document of {issuer} names another issuer or "
+                                  "a key URL on another host", step="validate")
+        if not cached and now - self._failed.get(issuer, -1e18) < self._cooldown:
+            raise KeysUnavailable(f"the OIDC discovery document of {issuer} could not be fetched "
+                                  "(failed recently; retried after a pause)", step="validate")
         try:
             doc = self._get_json(f"{issuer}/.well-known/openid-configuration", headers or {})
         except _FetchFailed as exc:
+            self._remember(self._failed, issuer)
             if cached:  # keep the known jwks_uri through an outage
                 return cached[0]
             raise KeysUnavailable(f"the OIDC discovery document of {issuer} could not be fetched: "
                                   f"{exc}", step="validate") from exc
         uri = doc.get("jwks_uri")
         if doc.get("issuer") != issuer or not isinstance(uri, str) or not _same_origin(uri, issuer):
+            self._remember(self._refused, issuer)
             raise IssuerUntrusted(f"the discovery document of {issuer} names another issuer or "
                                   "a key URL on another host", step="validate")
         with self._lock:
             self._issuers[issuer] = (uri, self._clock())
+            self._failed.pop(issuer, None)
         return uri
 
+    def _remember(self, outcomes: dict[str, float], issuer: str) -> None:
+        """A failed or refused discovery is not repeated for ``cooldown``: no fetch per request."""
+        with self._lock:
+            while len(outcomes) >= MAX_KEY_SETS:
+                del outcomes[next(iter(outcomes))]
+            outcomes[issuer] = self._clock()
+
     def _entry(self, cache_key: tuple[str, str]) -> _KeySet:
+        entry = self._sets.get(cache_key)  # a dict read is atomic: no lock on the hot path
+        if entry is not None:
+            return entry
         with self._lock:
             entry = self._sets.get(cache_key)
             if entry is None:
+                while len(self._sets) >= MAX_KEY_SETS:  # oldest set first
+                    del self._sets[next(iter(self._sets))]
                 entry = self._sets[cache_key] = _KeySet()
-                while len(self._sets) > MAX_KEY_SETS:
-                    self._sets.popitem(last=False)
-            else:
-                self._sets.move_to_end(cache_key)
             return entry
 
     def _refresh(self, entry: _KeySet, url: str, headers: Mapping[str, str], seen: int) -> None:
@@ -172,17 +197,27 @@ def _rsa_signing_key(raw: object) -> RSAKey | None:
         return None
     if raw.get("use", "sig") != "sig" or raw.get("alg", "RS256") != "RS256":
         return None
+    n, e = raw.get("n"), raw.get("e")
+    if not isinstance(n, str) or not isinstance(e, str) or _modulus_bits(n) < MIN_RSA_BITS:
+        return None  # unreadable or weak: skip it, keep the others
     try:
         # Only the public parameters: a JWKS entry with private parts is never trusted as such.
-        key = RSAKey.import_key({"kty": "RSA", "n": raw["n"], "e": raw["e"]})
-    except (KeyError, TypeError, ValueError) as exc:
+        return RSAKey.import_key({"kty": "RSA", "n": n, "e": e})
+    except (JoseError, ValueError, TypeError) as exc:
         log.warning("skipping an unreadable JWKS key", extra={"kid": raw["kid"][:64], "reason": repr(exc)})
         return None
-    if key.raw_value.key_size < MIN_RSA_BITS:
-        return None
-    return key
+
+
+def _modulus_bits(n: str) -> int:
+    try:
+        return int.from_bytes(urlsafe_b64decode(n.encode("ascii")), "big").bit_length()
+    except (ValueError, UnicodeError):
+        return 0
 
 
 def _same_origin(url: str, issuer: str) -> bool:
-    a, b = urlsplit(url), urlsplit(issuer)
+    try:
+        a, b = urlsplit(url), urlsplit(issuer)
+    except ValueError:
+        return False
     return a.scheme == "https" and a.netloc.lower() == b.netloc.lower()

@@ -15,13 +15,17 @@ Policy (``../shared/reference/btp-security.md`` §2.17), as data where it can be
 * Tokens that carry no user (client credentials, IAS app-to-app) or are not access/ID
   tokens (logout tokens, other ``typ``) are refused: the exchange needs a user token.
 
-A validated token is cached by the SHA-256 of its text until it expires.
+A validated token is cached by its text until it expires.
+
+The JWS itself is read in ``seccore.compact`` (joserfc's decoder, header registry and RS256
+algorithm). The time claims are checked by a few lines here rather than joserfc's claims
+registry, which costs half an RSA verify per token (bench/README.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import re
 import threading
 import time
@@ -30,23 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-from cachetools import TLRUCache
-from joserfc import jws
-from joserfc.errors import (
-    ExpiredTokenError,
-    InvalidClaimError,
-    JoseError,
-    MissingClaimError,
-)
-from joserfc.jws import JWSRegistry
-from joserfc.jwt import JWTClaimsRegistry
+import orjson
 
 from seccore.bindings import IasBinding, XsuaaBinding
+from seccore.compact import parse_compact
 from seccore.errors import (
     AudienceMismatch,
     IssuerUntrusted,
     ScopeMissing,
-    SignatureInvalid,
     TokenExpired,
     TokenKindRejected,
     TokenMalformed,
@@ -56,29 +51,36 @@ from seccore.jwks import JwksCache
 
 __all__ = ["LEEWAY_SECONDS", "TokenValidator", "ValidatedToken"]
 
-ALGORITHMS = ("RS256",)
 LEEWAY_SECONDS = 60
 REQUIRED_CLAIMS = ("exp", "iat", "iss", "sub")
-#: Header ``typ`` values of access and ID tokens; anything else (logout+jwt, …) is refused.
-ACCEPTED_TYP = frozenset({"", "jwt", "at+jwt"})
-#: Larger than any real BTP token, and what gunicorn accepts in one header line.
-MAX_TOKEN_BYTES = 8192
-CACHE_SIZE = 10_000
+CACHE_SIZE = 4096
+MAX_NUMERIC_DATE = 2**53  # exact in a float; far beyond any real expiry
 _SAFE_ID = re.compile(r"[A-Za-z0-9._!|-]{1,128}")
+#: What an IAS issuer URL may contain at all: https://host[:port][/], lower case.
+_ISSUER_CHARS = re.compile(r"https://[a-z0-9.-]+(:[0-9]{1,5})?/?")
 
-_JWS_REGISTRY = JWSRegistry(algorithms=list(ALGORITHMS))
 TokenKind = Literal["xsuaa", "ias"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ValidatedToken:
-    """A token whose signature, times, issuer, audience and kind were checked."""
+    """A token whose signature, times, issuer, audience and kind were checked.
+
+    The claims are kept as the payload's JSON bytes and parsed on access: a cache of
+    thousands of nested claim dicts would make every garbage collection walk them, which
+    costs more per fresh token than the parse does (bench/README.md).
+    """
 
     kind: TokenKind
     header: Mapping[str, Any]
-    claims: Mapping[str, Any]
+    payload: bytes = field(repr=False)
     expires_at: float
     raw: str = field(repr=False)
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The decoded claims; a new dict on each access, so no caller can alter another's."""
+        return orjson.loads(self.payload)
 
     @property
     def fingerprint(self) -> str:
@@ -93,6 +95,9 @@ class ValidatedToken:
     def audiences(self) -> list[str]:
         return _str_list(self.claims.get("aud"))
 
+    def __repr__(self) -> str:
+        return f"ValidatedToken(kind={self.kind!r}, fingerprint={self.fingerprint!r})"
+
 
 class TokenValidator:
     """Validates user tokens against the bound XSUAA and/or IAS instance."""
@@ -105,10 +110,11 @@ class TokenValidator:
         self._ias = ias
         self._clock = clock
         self._required_scope = _expand_xsappname(required_scope, xsuaa)
-        self._time_rules = JWTClaimsRegistry(now=lambda: int(self._clock()), leeway=LEEWAY_SECONDS)
-        self._cache: TLRUCache[bytes, ValidatedToken] = TLRUCache(
-            maxsize=CACHE_SIZE, ttu=lambda _k, v, _now: v.expires_at + LEEWAY_SECONDS, timer=clock)
+        # Validated tokens by their text, oldest first; bounded, expiry checked on every hit.
+        self._cache: dict[str, ValidatedToken] = {}
         self._cache_lock = threading.Lock()
+        self._key_urls: dict[str, str] = {}
+        self._issuers: dict[str, str] = {}
 
     @property
     def required_scope(self) -> str | None:
@@ -118,23 +124,23 @@ class TokenValidator:
         """Return the validated token, or raise a TokenError / ScopeMissing / KeysUnavailable."""
         if not token:
             raise TokenMissing("no bearer token was sent", step="validate")
-        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-        with self._cache_lock:
-            cached = self._cache.get(digest)
-        if cached is None:
+        cached = self._cache.get(token)  # a dict read is atomic: no lock on the hit path
+        if cached is None or self._clock() >= cached.expires_at + LEEWAY_SECONDS:
             cached = self._validate_uncached(token)
-            with self._cache_lock:
-                self._cache[digest] = cached
-        self._check_scope(cached)
+            self._remember(token, cached)
         return cached
 
+    def _remember(self, token: str, validated: ValidatedToken) -> None:
+        with self._cache_lock:
+            self._cache.pop(token, None)
+            while len(self._cache) >= CACHE_SIZE:
+                del self._cache[next(iter(self._cache))]
+            self._cache[token] = validated
+
     def _validate_uncached(self, token: str) -> ValidatedToken:
-        obj = _parse(token)
-        header = obj.headers()
-        claims = _payload(obj.payload)
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid or len(kid) > 256:
-            raise TokenMalformed("the token header has no key id (kid)", step="validate")
+        compact = parse_compact(token)
+        claims = _payload(compact.payload)
+        kid = compact.kid
         kind = _kind(claims)
         if kind == "xsuaa":
             binding = self._need(self._xsuaa, kind)
@@ -142,19 +148,17 @@ class TokenValidator:
         else:
             ias = self._need(self._ias, kind)
             key = self._ias_key(ias, claims, kid)
-        try:
-            if not jws.validate_compact(obj, key, registry=_JWS_REGISTRY):
-                raise SignatureInvalid("the token's signature does not verify", step="validate")
-        except JoseError as exc:
-            raise TokenMalformed(f"the token header is not acceptable: {exc.error}", step="validate") from exc
-        self._check_times(claims)
+        compact.check_signature(key)
+        _check_times(claims, self._clock())
         if kind == "xsuaa":
             _check_xsuaa_audience(claims, self._need(self._xsuaa, kind))
         else:
             _check_ias_audience(claims, self._need(self._ias, kind))
         _check_user_token(kind, claims)
-        return ValidatedToken(kind=kind, header=header, claims=claims,
-                              expires_at=float(claims["exp"]), raw=token)
+        validated = ValidatedToken(kind=kind, header=compact.header, payload=compact.payload,
+                                   expires_at=float(claims["exp"]), raw=token)
+        self._check_scope(kind, claims)  # before caching: a cached token has the scope
+        return validated
 
     def _need(self, binding: Any, kind: TokenKind) -> Any:
         if binding is not None:
@@ -170,38 +174,39 @@ class TokenValidator:
         zid = claims.get("zid")
         if not isinstance(zid, str) or not _SAFE_ID.fullmatch(zid):
             raise TokenMalformed("the XSUAA token has no valid zone id (zid)", step="validate")
-        if binding.zone_id and zid != binding.zone_id:
+        if zid != binding.zone_id:
             raise IssuerUntrusted(
                 "the XSUAA token comes from another subaccount (its zid is not the zone of the "
                 "bound xsuaa instance)", "log in through this subaccount's XSUAA", step="validate")
-        url = f"https://{binding.uaadomain}/token_keys?zid={quote(zid, safe='')}"
+        url = self._key_urls.get(zid)
+        if url is None:
+            url = f"https://{binding.uaadomain}/token_keys?zid={quote(zid, safe='')}"
+            if len(self._key_urls) < 1024:  # one per zone; only the bound zone in dedicated mode
+                self._key_urls[zid] = url
         return self._jwks.get_key(url, kid, headers={"X-zid": zid}, tenant=zid)
 
     def _ias_key(self, binding: IasBinding, claims: Mapping[str, Any], kid: str) -> Any:
-        issuer = _trusted_ias_issuer(claims, binding)
-        headers = {"x-client_id": binding.client_id}
-        for header, claim in (("x-app_tid", "app_tid"), ("x-azp", "azp")):
-            value = claims.get(claim)
-            if isinstance(value, str) and _SAFE_ID.fullmatch(value):
-                headers[header] = value
+        raw_issuer = claims.get("ias_iss") or claims.get("iss")
+        issuer = self._issuers.get(raw_issuer) if isinstance(raw_issuer, str) else None
+        if issuer is None:
+            issuer = _trusted_ias_issuer(raw_issuer, binding)
+            if len(self._issuers) < 64:  # trusted issuers only; a handful per binding
+                self._issuers[raw_issuer] = issuer
+        if issuer != binding.url and not claims.get("app_tid"):
+            raise IssuerUntrusted("an IAS token from another tenant than the bound url must carry app_tid",
+                                  step="validate")
+        if binding.app_tid and claims.get("app_tid", binding.app_tid) != binding.app_tid:
+            raise IssuerUntrusted(
+                "the IAS token belongs to another subaccount (its app_tid is not the bound tenant)",
+                "log in through this subaccount's application", step="validate")
         jwks_uri = self._jwks.jwks_uri_of(issuer)
-        return self._jwks.get_key(jwks_uri, kid, headers=headers, tenant=headers.get("x-app_tid", ""))
+        # One key set per bound tenant: unverified claims never open new sets.
+        return self._jwks.get_key(jwks_uri, kid, headers=lambda: _ias_fetch_headers(binding, claims),
+                                  tenant=binding.app_tid or "")
 
-    def _check_times(self, claims: dict[str, Any]) -> None:
-        missing = [c for c in REQUIRED_CLAIMS if c not in claims]
-        if missing:
-            raise TokenMalformed(f"the token lacks required claims: {', '.join(missing)}", step="validate")
-        try:
-            self._time_rules.validate(claims)
-        except ExpiredTokenError as exc:
-            raise TokenExpired("the token has expired", step="validate") from exc
-        except (InvalidClaimError, MissingClaimError) as exc:
-            raise TokenMalformed(f"the token's claims are not acceptable: {exc.description}",
-                                 step="validate") from exc
-
-    def _check_scope(self, token: ValidatedToken) -> None:
+    def _check_scope(self, kind: TokenKind, claims: Mapping[str, Any]) -> None:
         scope = self._required_scope
-        if token.kind == "xsuaa" and scope and scope not in token.scopes:
+        if scope and kind == "xsuaa" and scope not in _str_list(claims.get("scope")):
             raise ScopeMissing(
                 f"the XSUAA token lacks the scope {scope!r} that this app requires",
                 "assign the user a role collection that contains the role template of "
@@ -211,29 +216,38 @@ class TokenValidator:
 _LABEL: dict[str, str] = {"xsuaa": "xsuaa", "ias": "identity"}
 
 
-def _parse(token: str) -> jws.CompactSignature:
-    if len(token) > MAX_TOKEN_BYTES:
-        raise TokenMalformed(f"the token is larger than {MAX_TOKEN_BYTES} bytes", step="validate")
-    if not token.isascii() or token.count(".") != 2:
-        raise TokenMalformed("the token is not a signed JWT (three base64url parts)", step="validate")
-    try:
-        obj = jws.extract_compact(token.encode("ascii"))
-        alg = obj.headers().get("alg")
-    except (JoseError, ValueError, TypeError, RecursionError) as exc:
-        raise TokenMalformed("the token is not a well-formed signed JWT", step="validate") from exc
-    if alg not in ALGORITHMS:
-        raise TokenMalformed(f"the token's algorithm {str(alg)[:16]!r} is not accepted; only RS256",
-                             step="validate")
-    typ = obj.headers().get("typ", "")
-    if not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYP:
-        raise TokenKindRejected(f"the token's type {str(typ)[:32]!r} is not an access or ID token",
-                                step="validate")
-    return obj
+def _check_times(claims: Mapping[str, Any], now: float) -> None:
+    """exp, iat (and nbf) are JSON numbers (RFC 7519 §2); 60 s leeway both ways."""
+    missing = [c for c in REQUIRED_CLAIMS if c not in claims]
+    if missing:
+        raise TokenMalformed(f"the token lacks required claims: {', '.join(missing)}", step="validate")
+    exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf", 0)
+    if not (_numeric_date(exp) and _numeric_date(iat) and _numeric_date(nbf)):
+        raise TokenMalformed("the token's exp, iat or nbf is not a number", step="validate")
+    if exp <= now - LEEWAY_SECONDS:
+        raise TokenExpired("the token has expired", step="validate")
+    if iat > now + LEEWAY_SECONDS or nbf > now + LEEWAY_SECONDS:
+        raise TokenMalformed("the token is not valid yet (iat or nbf in the future)", step="validate")
+    if not isinstance(claims["iss"], str) or not isinstance(claims["sub"], str):
+        raise TokenMalformed("the token's iss or sub is not a string", step="validate")
+    aud = claims.get("aud", "")
+    if not isinstance(aud, str) and not (isinstance(aud, list) and all(isinstance(a, str) for a in aud)):
+        raise TokenMalformed("the token's aud is neither a string nor a list of strings", step="validate")
+
+
+def _numeric_date(value: object) -> bool:
+    # bool is an int in Python, NaN/inf compare false, and an int beyond a float's range
+    # would overflow later: none of them is a usable NumericDate.
+    if type(value) is int:
+        return -MAX_NUMERIC_DATE < value < MAX_NUMERIC_DATE
+    return type(value) is float and math.isfinite(value)
 
 
 def _payload(payload: bytes) -> dict[str, Any]:
     try:
-        claims = json.loads(payload)
+        # orjson takes UTF-8 only (no BOM, no UTF-16/32, no lone surrogates), no NaN or
+        # infinity, nesting up to 1024, and the last of duplicate names, as JSON.parse does.
+        claims = orjson.loads(payload)
     except (ValueError, RecursionError) as exc:
         raise TokenMalformed("the token's payload is not JSON", step="validate") from exc
     if not isinstance(claims, dict):
@@ -249,25 +263,34 @@ def _kind(claims: Mapping[str, Any]) -> TokenKind:
     return "xsuaa" if "cid" in claims and "zid" in claims else "ias"
 
 
-def _trusted_ias_issuer(claims: Mapping[str, Any], binding: IasBinding) -> str:
-    issuer = claims.get("ias_iss") or claims.get("iss")
+def _ias_fetch_headers(binding: IasBinding, claims: Mapping[str, Any]) -> dict[str, str]:
+    """What SAP's libraries send to the IAS key endpoint (it may answer per tenant)."""
+    headers = {"x-client_id": binding.client_id}
+    for header, claim in (("x-app_tid", "app_tid"), ("x-azp", "azp")):
+        value = claims.get(claim)
+        if isinstance(value, str) and _SAFE_ID.fullmatch(value):
+            headers[header] = value
+    return headers
+
+
+def _trusted_ias_issuer(issuer: object, binding: IasBinding) -> str:
+    """``issuer`` if it is the bound tenant or one label under a bound domain; else raise."""
     untrusted = IssuerUntrusted(
         f"the token's issuer {str(issuer)[:100]!r} is not the bound IAS tenant "
         f"({binding.url}) nor a tenant under its domains ({', '.join(binding.domains)})",
         "log in through the IAS tenant of the bound identity instance", step="validate")
-    if not isinstance(issuer, str) or len(issuer) > 256:
-        raise untrusted
-    parts = urlsplit(issuer)
-    if (parts.scheme != "https" or parts.path not in ("", "/") or parts.query or parts.fragment
-            or "@" in parts.netloc or "%" in issuer or not issuer.isprintable()):
+    if not isinstance(issuer, str) or len(issuer) > 256 or not _ISSUER_CHARS.fullmatch(issuer):
+        raise untrusted  # also refuses "?", "#", "%", "@", whitespace and upper case outright
+    try:
+        parts = urlsplit(issuer)
+    except ValueError:
+        raise untrusted from None
+    if parts.scheme != "https" or parts.path not in ("", "/"):
         raise untrusted
     issuer = issuer.rstrip("/")
     netloc = parts.netloc.lower()
     if issuer != binding.url and not any(_one_label_under(netloc, d) for d in binding.domains):
         raise untrusted
-    if issuer != binding.url and not claims.get("app_tid"):
-        raise IssuerUntrusted("an IAS token from another tenant than the bound url must carry app_tid",
-                              step="validate")
     return issuer
 
 

@@ -39,9 +39,13 @@ CPI_ROLE_SCOPE = f"{CPI_BROKER}.Ntif.Read"
 KID = "default-jwt-key-1"
 
 
-@cache
 def rsa_key(name: str = "xsuaa", bits: int = 2048) -> rsa.RSAPrivateKey:
-    """A private key per name, generated once per test session."""
+    """A private key per (name, size), generated once per test session."""
+    return _rsa_key(name, bits)  # positional, so rsa_key("x") and rsa_key("x", 2048) are one key
+
+
+@cache
+def _rsa_key(name: str, bits: int) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 

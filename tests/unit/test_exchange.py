@@ -20,7 +20,8 @@ from tests import factories as f
 def user_token(kind: str = "xsuaa", **changes: object) -> ValidatedToken:
     claims = f.xsuaa_claims(**changes) if kind == "xsuaa" else f.ias_claims(**changes)
     raw = f.sign(claims, key=kind)
-    return ValidatedToken(kind=kind, header={}, claims=claims, expires_at=claims["exp"], raw=raw)
+    return ValidatedToken(kind=kind, header={}, payload=json.dumps(claims).encode(),
+                          expires_at=claims["exp"], raw=raw)
 
 
 def cpi_answer(**changes: object) -> dict:
