@@ -193,3 +193,16 @@ def vcap_services(*, x509: bool = False, with_ias: bool = True, with_xsuaa: bool
                                      "url": IAS_ISSUER, "domains": [IAS_DOMAIN, "accounts.cloud.sap"],
                                      "app_tid": ZONE_ID, "credential-type": "SECRET"}}]
     return services
+
+
+class FakeClock:
+    """Epoch seconds that move only when told to; serves as the monotonic and the wall clock."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -232,7 +232,12 @@ class Upstream:
             mode = self.mode
         if mode.token_status != 200:
             return _json(mode.token_error, mode.token_status), ""
-        user = jwt.decode(assertion, options={"verify_signature": False})
+        try:  # as XSUAA does: the assertion must be signed by the zone's key
+            user = jwt.decode(assertion, factories.rsa_key().public_key(), algorithms=["RS256"],
+                              options={"verify_aud": False})
+        except jwt.InvalidTokenError:
+            return _json({"error": "invalid_token", "error_description": "Could not verify token signature."},
+                         401), "assertion not signed by the zone's key"
         claims = factories.exchanged_claims(jti=uuid.uuid4().hex, user_name=user.get("user_name"),
                                             **mode.exchanged_changes)
         access_token = factories.sign(claims)

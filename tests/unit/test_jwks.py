@@ -32,7 +32,16 @@ from seccore import (
     make_session,
 )
 from tests import factories as f
-from tests.factories import IAS_ISSUER, IAS_JWKS_URL, KID, XSUAA_JWKS_URL, ZONE_ID, public_jwk, sign
+from tests.factories import (
+    IAS_ISSUER,
+    IAS_JWKS_URL,
+    KID,
+    XSUAA_JWKS_URL,
+    ZONE_ID,
+    FakeClock,
+    public_jwk,
+    sign,
+)
 
 DISCOVERY_URL = f"{IAS_ISSUER}/.well-known/openid-configuration"
 ATTACKER_URL = "https://attacker.example/jwks.json"
@@ -40,19 +49,6 @@ TTL = 900.0  # JwksCache defaults
 COOLDOWN = 30.0
 STALE_GRACE = 6 * 3600.0
 LEEWAY = 60
-
-
-class FakeClock:
-    """Epoch seconds that move only when told to; used as both the monotonic and the wall clock."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -62,6 +62,7 @@ from tests.factories import (
     XSUAA_CLIENT_ID,
     XSUAA_JWKS_URL,
     ZONE_ID,
+    FakeClock,
     b64,
     ias_claims,
     public_jwk,
@@ -625,17 +626,6 @@ def _std_alphabet_signature(token: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # Fixtures and checks
 # --------------------------------------------------------------------------------------------------
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
 
 def make_validator(clock: Callable[[], float] | None = None) -> TokenValidator:
     session = make_session(retries=0, retry_statuses=False)
