@@ -20,7 +20,9 @@ __all__ = ["configure_logging", "correlation_id", "new_correlation_id", "redact"
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="-")
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*")
-_CREDENTIAL = re.compile(r"(?i)(?<![\w-])(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# A credential after the scheme: 8+ token characters, at least one of them not a letter
+# (so "bearer token" in a sentence stays readable).
+_CREDENTIAL = re.compile(r"(?i)(?<![\w-])(bearer|basic)\s+(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}")
 _SECRET_FIELD = re.compile(r"(?i)(assertion|access_token|refresh_token|id_token|client_secret|"
                            r"password|code)=[^&\s]+")
 _INCOMING_ID = re.compile(r"[A-Za-z0-9-]{8,64}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from seccore import Bindings, ConfigError, load_bindings
 
@@ -46,33 +47,51 @@ class AppSettings:
                             "'_', '-', '/', '.'; no '..')")
         payload = environ.get("IFLOW_PAYLOAD", DEFAULT_PAYLOAD)
         content_type = "application/json" if _is_json(payload) else "text/plain; charset=utf-8"
+        required_scope = _setting(environ, "REQUIRED_SCOPE", lambda: _first_scope(root))
+        cpi_role = _setting(environ, "CPI_ROLE", lambda: _first_role(root))
+        # A check that silently disappears with a broken file fails open: name it instead.
+        if required_scope is _UNREADABLE and bindings is not None and bindings.xsuaa is not None:
+            problems.append("REQUIRED_SCOPE is unset and xs-security.json has no readable scope; set it "
+                            "(or set it empty to accept every token of the xsuaa binding)")
+        if cpi_role is _UNREADABLE:
+            problems.append("CPI_ROLE is unset and config-cpi.json has no readable \"roles\" list; set it "
+                            "(or set it empty to skip the role check before calling CPI)")
         if problems:
             raise ConfigError(problems)
         assert bindings is not None
         return cls(
             bindings=bindings, iflow_path=path, iflow_payload=payload, iflow_content_type=content_type,
-            required_scope=_setting(environ, "REQUIRED_SCOPE", lambda: _first_scope(root)),
-            cpi_role=_setting(environ, "CPI_ROLE", lambda: _first_role(root)),
+            required_scope=None if required_scope is _UNREADABLE else required_scope,
+            cpi_role=None if cpi_role is _UNREADABLE else cpi_role,
             json_logs=environ.get("LOG_FORMAT", "json" if "VCAP_APPLICATION" in environ else "text")
             == "json",
         )
 
 
-def _setting(environ: Mapping[str, str], name: str, default: object) -> str | None:
+_UNREADABLE: Any = object()  # the config file gave nothing usable
+
+
+def _setting(environ: Mapping[str, str], name: str, default: Callable[[], str | None]) -> Any:
     # Set but empty switches the check off on purpose; unset falls back to the config file.
     if name in environ:
         return environ[name] or None
-    return default() if callable(default) else None
+    value = default()
+    return _UNREADABLE if value is None else value
 
 
 def _first_scope(root: Path) -> str | None:
-    scopes = _read_json(root / "xs-security.json").get("scopes") or []
-    return scopes[0].get("name") if scopes and isinstance(scopes[0], dict) else None
+    scopes = _read_json(root / "xs-security.json").get("scopes")
+    if isinstance(scopes, list) and scopes and isinstance(scopes[0], dict):
+        name = scopes[0].get("name")
+        return name if isinstance(name, str) and name else None
+    return None
 
 
 def _first_role(root: Path) -> str | None:
-    roles = _read_json(root / "config-cpi.json").get("roles") or []
-    return roles[0] if roles and isinstance(roles[0], str) else None
+    roles = _read_json(root / "config-cpi.json").get("roles")
+    if isinstance(roles, list) and roles and isinstance(roles[0], str) and roles[0]:
+        return roles[0]
+    return None
 
 
 def _read_json(path: Path) -> dict:

@@ -12,6 +12,7 @@ from seccore.bindings import (
 from seccore.errors import (
     AudienceMismatch,
     ConfigError,
+    CrossSiteRefused,
     ExchangeError,
     IflowError,
     IssuerUntrusted,
@@ -39,6 +40,7 @@ __all__ = [
     "ClientCredentials",
     "ConfigError",
     "CpiBinding",
+    "CrossSiteRefused",
     "ExchangeError",
     "ExchangedToken",
     "IasBinding",

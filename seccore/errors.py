@@ -15,6 +15,7 @@ change). Messages never contain a token, an assertion or a secret.
     │   ├── AudienceMismatch
     │   └── TokenKindRejected
     ├── ScopeMissing                403: valid token, required scope absent
+    ├── CrossSiteRefused            403: a cross-site request may not set the iFlow off
     ├── KeysUnavailable             503: no keys to validate with (JWKS outage, none cached)
     ├── ExchangeError               the jwt-bearer exchange failed (status per cause)
     └── IflowError                  the iFlow call failed (status per cause)
@@ -25,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "AudienceMismatch",
     "ConfigError",
+    "CrossSiteRefused",
     "ExchangeError",
     "IflowError",
     "IssuerUntrusted",
@@ -46,6 +48,8 @@ class SecurityError(Exception):
     status: int = 500
     code: str = "server_error"
     fix: str = ""
+    #: seconds after which a retry may succeed (503/429), sent as Retry-After
+    retry_after: int | None = None
 
     def __init__(self, cause: str, fix: str | None = None, *, step: str = "") -> None:
         super().__init__(cause)
@@ -114,6 +118,12 @@ class ScopeMissing(SecurityError):
     code = "insufficient_scope"
 
 
+class CrossSiteRefused(SecurityError):
+    status = 403
+    code = "cross_site_request"
+    fix = "open the page from this site (a link or form of another site may not call the iFlow)"
+
+
 class KeysUnavailable(SecurityError):
     status = 503
     code = "keys_unavailable"
@@ -126,9 +136,11 @@ class ExchangeError(SecurityError):
     code = "exchange_failed"
 
     def __init__(self, cause: str, fix: str = "", *, status: int = 502,
-                 server_error: str = "", server_description: str = "") -> None:
+                 server_error: str = "", server_description: str = "",
+                 retry_after: int | None = None) -> None:
         super().__init__(cause, fix, step="exchange")
         self.status = status
+        self.retry_after = retry_after
         #: the token endpoint's own error code and description, kept for the diagnosis
         self.server_error = server_error
         self.server_description = server_description
@@ -145,9 +157,11 @@ class IflowError(SecurityError):
     code = "iflow_failed"
 
     def __init__(self, cause: str, fix: str = "", *, status: int = 502,
-                 upstream_status: int | None = None, upstream_body: str = "") -> None:
+                 upstream_status: int | None = None, upstream_body: str = "",
+                 retry_after: int | None = None) -> None:
         super().__init__(cause, fix, step="iflow")
         self.status = status
+        self.retry_after = retry_after
         self.upstream_status = upstream_status
         #: the iFlow's answer (truncated, shown escaped), kept for the diagnosis
         self.upstream_body = upstream_body

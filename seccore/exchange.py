@@ -28,7 +28,7 @@ from joserfc.errors import JoseError
 
 from seccore.bindings import CpiBinding
 from seccore.errors import ExchangeError
-from seccore.outbound import Timeouts
+from seccore.outbound import CircuitBreaker, Timeouts, retry_after_of
 from seccore.validation import ValidatedToken
 
 __all__ = ["JWT_BEARER", "REFRESH_MARGIN", "ExchangedToken", "JwtBearerExchange"]
@@ -68,8 +68,9 @@ class JwtBearerExchange:
 
     def __init__(self, cpi: CpiBinding, session: requests.Session, *,
                  timeouts: Timeouts = Timeouts(connect=3.0, read=10.0),
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, breaker: CircuitBreaker | None = None) -> None:
         self._cpi = cpi
+        self._breaker = breaker or CircuitBreaker()
         self._session = session
         self._timeouts = timeouts
         self._clock = clock
@@ -123,11 +124,14 @@ class JwtBearerExchange:
             # RFC 6749 §2.3.1: form-encode both parts; XSUAA decodes them when told so.
             auth = (quote(creds.client_id, safe=""), quote(creds.client_secret or "", safe=""))
             headers["X-CF-ENCODED-CREDENTIALS"] = "true"
+        wait = self._breaker.seconds_open()
+        if wait:
+            raise ExchangeError("the token endpoint failed several times in a row; it is not called for "
+                                "a moment", "retry in a moment", status=503, retry_after=wait)
         started = time.perf_counter()
         self.calls += 1
         try:
-            response = self._session.post(self._cpi.tokenurl, data=form, headers=headers, auth=auth,
-                                          timeout=self._timeouts.as_tuple(), allow_redirects=False)
+            response = self._post(form, headers, auth)
         except requests.exceptions.SSLError as exc:
             raise ExchangeError(
                 "the TLS certificate of the token endpoint is not trusted",
@@ -143,6 +147,18 @@ class JwtBearerExchange:
         if response.status_code != 200:
             raise _diagnose(response, user)
         return self._read_token(response, took_ms)
+
+    def _post(self, form: dict[str, str], headers: dict[str, str],
+              auth: tuple[str, str] | None) -> requests.Response:
+        """One exchange call; transient failures are counted by the breaker."""
+        try:
+            response = self._session.post(self._cpi.tokenurl, data=form, headers=headers, auth=auth,
+                                          timeout=self._timeouts.as_tuple(), allow_redirects=False)
+        except requests.RequestException:
+            self._breaker.record(failed=True)
+            raise
+        self._breaker.record(failed=response.status_code >= 500 or response.status_code == 429)
+        return response
 
     def _read_token(self, response: requests.Response, took_ms: float) -> ExchangedToken:
         malformed = ExchangeError("the token endpoint answered 200 without a usable bearer token",
@@ -165,6 +181,11 @@ class JwtBearerExchange:
         if not isinstance(exp, (int, float)) or isinstance(exp, bool) or exp <= self._clock():
             raise ExchangeError("the token endpoint returned a token that is already expired or "
                                 "has no expiry", "check the clock and token validity of XSUAA")
+        aud = claims.get("aud")
+        audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if claims.get("cid") != self._cpi.client_id and self._cpi.client_id not in audiences:
+            raise ExchangeError("the token endpoint returned a token for another client than CPI's",
+                                "check that tokenurl is the XSUAA token endpoint of the CPI key")
         log.info("jwt-bearer exchange done", extra={"took_ms": round(took_ms, 1)})
         return ExchangedToken(access_token=access_token, header=obj.headers(), claims=claims,
                               expires_at=float(exp), took_ms=took_ms)
@@ -217,6 +238,9 @@ def _diagnose(response: requests.Response, user: ValidatedToken) -> ExchangeErro
             "the user has none of the CPI client's scopes, so XSUAA issues no token",
             "add the CPI role (config-cpi.json \"roles\") to a role collection and assign it to "
             "the user or map it to the user's IdP group", status=403, **kw)
+    if error == "invalid_grant":
+        return ExchangeError("the token endpoint refused the user's token as an assertion (invalid_grant)",
+                             "log in again; if it persists, see the server's answer below", status=401, **kw)
     if "exp" in text and error == "invalid_token":
         return ExchangeError("XSUAA considers the user's token expired",
                              "log in again", status=401, **kw)
@@ -225,9 +249,9 @@ def _diagnose(response: requests.Response, user: ValidatedToken) -> ExchangeErro
             "XSUAA refused the CPI client's credentials",
             "recreate the CPI service key or binding (the secret or certificate may be "
             "outdated) and restage the app", status=502, **kw)
-    if status in (429, 502, 503, 504) or status >= 500:
+    if status == 429 or status >= 500:
         return ExchangeError(f"the token endpoint is unavailable (HTTP {status})",
-                             "retry later", status=503, **kw)
+                             "retry later", status=503, retry_after=retry_after_of(response), **kw)
     if 300 <= status < 400:
         return ExchangeError(f"the token endpoint redirected (HTTP {status})",
                              "tokenurl must be the full .../oauth/token URL of the CPI key",

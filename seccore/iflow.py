@@ -14,7 +14,7 @@ import requests
 
 from seccore.bindings import CpiBinding
 from seccore.errors import IflowError
-from seccore.outbound import BearerAuth, Timeouts, read_capped
+from seccore.outbound import BearerAuth, CircuitBreaker, Timeouts, read_capped, retry_after_of
 
 __all__ = ["IflowClient", "IflowResult", "MAX_BODY_BYTES"]
 
@@ -30,14 +30,17 @@ class IflowResult:
     body: str
     truncated: bool
     took_ms: float
+    retry_after: int | None = None
 
 
 class IflowClient:
     """Calls one iFlow path of the bound CPI runtime."""
 
     def __init__(self, cpi: CpiBinding, path: str, session: requests.Session, *,
-                 timeouts: Timeouts = Timeouts(connect=3.0, read=30.0)) -> None:
+                 timeouts: Timeouts = Timeouts(connect=3.0, read=30.0),
+                 breaker: CircuitBreaker | None = None) -> None:
         self._url = cpi.url + path
+        self._breaker = breaker or CircuitBreaker()
         self._session = session
         self._timeouts = timeouts
 
@@ -49,31 +52,51 @@ class IflowClient:
         """POST ``payload``; return the answer, or raise IflowError for a failed call."""
         headers = {"Content-Type": content_type, "x-correlationid": correlation_id,
                    "Accept": "application/json, text/plain;q=0.9, */*;q=0.5"}
+        wait = self._breaker.seconds_open()
+        if wait:
+            raise IflowError("the CPI runtime failed several times in a row; it is not called for a moment",
+                             "retry in a moment", status=503, retry_after=wait)
         started = time.perf_counter()
         try:
-            with self._session.post(self._url, data=payload, headers=headers, auth=BearerAuth(token),
-                                    timeout=self._timeouts.as_tuple(), allow_redirects=False,
-                                    stream=True) as response:
-                raw, truncated = read_capped(response, MAX_BODY_BYTES)
-                result = IflowResult(
-                    status=response.status_code,
-                    headers={h: response.headers[h] for h in SHOWN_HEADERS if h in response.headers},
-                    body=raw.decode(response.encoding or "utf-8", errors="replace"),
-                    truncated=truncated, took_ms=(time.perf_counter() - started) * 1000)
-        except requests.exceptions.SSLError as exc:
-            raise IflowError("the TLS certificate of the CPI runtime is not trusted",
-                             "check the url of the CPI binding", status=502) from exc
-        except requests.exceptions.Timeout as exc:
-            raise IflowError("the iFlow did not answer in time; its outcome is unknown",
-                             "check the message monitor in CPI before sending again",
-                             status=504) from exc
+            result = self._post(payload, headers, token, started)
         except requests.RequestException as exc:
-            raise IflowError(f"the CPI runtime could not be reached ({type(exc).__name__})",
-                             "check that the iFlow is deployed and the url of the CPI binding",
-                             status=503) from exc
+            self._breaker.record(failed=True)
+            raise _network_error(exc) from exc
+        # Only an unavailable runtime counts: an iFlow's own 500 is about this message.
+        self._breaker.record(failed=result.status in (502, 503, 504))
         if result.status >= 300:
             raise _diagnose(result, self._url)
         return result
+
+    def _post(self, payload: bytes, headers: dict[str, str], token: str, started: float) -> IflowResult:
+        with self._session.post(self._url, data=payload, headers=headers, auth=BearerAuth(token),
+                                timeout=self._timeouts.as_tuple(), allow_redirects=False,
+                                stream=True) as response:
+            raw, truncated = read_capped(response, MAX_BODY_BYTES)
+            return IflowResult(
+                status=response.status_code,
+                headers={h: response.headers[h] for h in SHOWN_HEADERS if h in response.headers},
+                body=_decode(raw, response.encoding), retry_after=retry_after_of(response),
+                truncated=truncated, took_ms=(time.perf_counter() - started) * 1000)
+
+
+def _network_error(exc: requests.RequestException) -> IflowError:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return IflowError("the TLS certificate of the CPI runtime is not trusted",
+                          "check the url of the CPI binding", status=502)
+    if isinstance(exc, requests.exceptions.Timeout):
+        return IflowError("the iFlow did not answer in time; its outcome is unknown",
+                          "check the message monitor in CPI before sending again", status=504)
+    return IflowError(f"the CPI runtime could not be reached ({type(exc).__name__})",
+                      "check that the iFlow is deployed and the url of the CPI binding", status=503)
+
+
+def _decode(raw: bytes, encoding: str | None) -> str:
+    """The body as text; an unknown charset from the iFlow falls back to UTF-8."""
+    try:
+        return raw.decode(encoding or "utf-8", errors="replace")
+    except LookupError:
+        return raw.decode("utf-8", errors="replace")
 
 
 def _diagnose(result: IflowResult, url: str) -> IflowError:
@@ -96,9 +119,9 @@ def _diagnose(result: IflowResult, url: str) -> IflowError:
             f"no iFlow answers at {url} (HTTP 404)",
             "deploy the iFlow, and check IFLOW_PATH against the sender adapter's Address",
             status=502, **kw)
-    if status in (502, 503, 504):
+    if status in (429, 502, 503, 504):
         return IflowError(f"the CPI runtime is unavailable (HTTP {status})", "retry later",
-                          status=503, **kw)
+                          status=503, retry_after=result.retry_after, **kw)
     if 300 <= status < 400:
         return IflowError(f"the CPI runtime redirected (HTTP {status}); the redirect is not followed",
                           "check the url of the CPI binding", status=502, **kw)

@@ -41,6 +41,7 @@ class _KeySet:
     fetched_at: float = float("-inf")  # last successful fetch
     tried_at: float = float("-inf")  # last attempt, successful or not
     generation: int = 0  # completed attempts; tells a waiting thread that a fetch happened
+    pinned: bool = False  # a set of the bindings themselves: never evicted by others
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -58,17 +59,20 @@ class JwksCache:
         self._clock = clock
         self._sets: dict[tuple[str, str], _KeySet] = {}
         self._issuers: dict[str, tuple[str, float]] = {}
+        self._bound_issuers: set[str] = set()
+        self._foreign_admitted = float("-inf")
         self._failed: dict[str, float] = {}  # discovery could not be fetched
         self._refused: dict[str, float] = {}  # discovery named another issuer or key host
         self._lock = threading.Lock()
 
-    def get_key(self, url: str, kid: str, headers: Headers = None, tenant: str = "") -> RSAKey:
+    def get_key(self, url: str, kid: str, headers: Headers = None, tenant: str = "",
+                pinned: bool = False) -> RSAKey:
         """The key ``kid`` of the set at ``url``; fetch or refetch as the rules allow.
 
         ``headers`` (or a function making them, called only when a fetch happens) go with
-        the fetch.
+        the fetch. A ``pinned`` set (the bound tenant's own) is never evicted for others.
         """
-        entry = self._entry((url, tenant))
+        entry = self._entry((url, tenant), pinned)
         key = entry.keys.get(kid)
         if key is not None and self._clock() - entry.fetched_at < self._ttl:
             return key
@@ -86,14 +90,24 @@ class JwksCache:
         raise SignatureInvalid(f"the token names a signing key (kid) that the identity service "
                                f"does not publish: {kid[:64]!r}", step="validate")
 
-    def jwks_uri_of(self, issuer: str, headers: Mapping[str, str] | None = None) -> str:
+    def jwks_uri_of(self, issuer: str, headers: Mapping[str, str] | None = None, *,
+                    bound: bool = False) -> str:
         """The ``jwks_uri`` from the issuer's OIDC discovery document (cached for ``ttl``).
 
         The document's ``issuer`` must equal ``issuer`` and its ``jwks_uri`` must be https on
-        the issuer's own host (OIDC Discovery §4.3; no key URL on a foreign host).
+        the issuer's own host (OIDC Discovery §4.3; no key URL on a foreign host). An issuer
+        that is not the ``bound`` tenant and was never seen may cause a fetch at most once per
+        cooldown in all: forged tenant names must not turn into a stream of outbound calls.
         """
         cached = self._issuers.get(issuer)
         now = self._clock()
+        if cached is None and not bound:
+            with self._lock:
+                if now - self._foreign_admitted < self._cooldown:
+                    raise KeysUnavailable(f"the keys of the IAS tenant {issuer} are not known yet and "
+                                          "another unknown tenant was looked up moments ago",
+                                          step="validate")
+                self._foreign_admitted = now
         if cached and (now - cached[1] < self._ttl or now - self._failed.get(issuer, -1e18) < self._cooldown):
             return cached[0]  # fresh, or kept through an outage that failed recently
         if now - self._refused.get(issuer, -1e18) < self._cooldown:
@@ -116,6 +130,10 @@ class JwksCache:
             raise IssuerUntrusted(f"the discovery document of {issuer} names another issuer or "
                                   "a key URL on another host", step="validate")
         with self._lock:
+            if not bound:
+                _evict_oldest(self._issuers, keep=self._bound_issuers)
+            else:
+                self._bound_issuers.add(issuer)
             self._issuers[issuer] = (uri, self._clock())
             self._failed.pop(issuer, None)
         return uri
@@ -127,16 +145,16 @@ class JwksCache:
                 del outcomes[next(iter(outcomes))]
             outcomes[issuer] = self._clock()
 
-    def _entry(self, cache_key: tuple[str, str]) -> _KeySet:
+    def _entry(self, cache_key: tuple[str, str], pinned: bool) -> _KeySet:
         entry = self._sets.get(cache_key)  # a dict read is atomic: no lock on the hot path
         if entry is not None:
             return entry
         with self._lock:
             entry = self._sets.get(cache_key)
             if entry is None:
-                while len(self._sets) >= MAX_KEY_SETS:  # oldest set first
-                    del self._sets[next(iter(self._sets))]
-                entry = self._sets[cache_key] = _KeySet()
+                pinned_keys = {k for k, v in self._sets.items() if v.pinned}
+                _evict_oldest(self._sets, keep=pinned_keys)
+                entry = self._sets[cache_key] = _KeySet(pinned=pinned)
             return entry
 
     def _refresh(self, entry: _KeySet, url: str, headers: Mapping[str, str], seen: int) -> None:
@@ -176,6 +194,13 @@ class JwksCache:
 
 class _FetchFailed(Exception):
     pass
+
+
+def _evict_oldest(cache: dict[Any, Any], keep: set[Any]) -> None:
+    """Make room for one more entry, oldest first, never evicting ``keep``."""
+    evictable = [k for k in cache if k not in keep]
+    while len(cache) >= MAX_KEY_SETS and evictable:
+        del cache[evictable.pop(0)]
 
 
 def _parse_keys(doc: Mapping[str, Any]) -> dict[str, RSAKey]:

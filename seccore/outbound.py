@@ -8,16 +8,22 @@ emulator and the tests are trusted; there is no "insecure" switch.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
-__all__ = ["BearerAuth", "Timeouts", "client_cert_files", "make_session", "read_capped"]
+__all__ = ["BearerAuth", "CircuitBreaker", "Timeouts", "client_cert_files", "make_session", "read_capped",
+           "retry_after_of"]
 
 #: Statuses worth another try: rate limited, or a gateway in front of the server failed.
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -57,7 +63,7 @@ def make_session(*, retries: int, retry_statuses: bool, pool_size: int = 32,
     with ``retry_statuses`` the same budget also covers 429/502/503/504 answers. Read
     timeouts are never retried here: the caller decides whether the work is repeatable.
     """
-    policy = Retry(
+    policy = _BoundedRetry(
         total=retries, connect=retries, read=0, other=0, redirect=0,
         status=retries if retry_statuses else 0,
         status_forcelist=TRANSIENT_STATUSES if retry_statuses else None,
@@ -77,11 +83,77 @@ def make_session(*, retries: int, retry_statuses: bool, pool_size: int = 32,
     return session
 
 
+class _BoundedRetry(Retry):
+    """A Retry that gives up at once when the server asks to wait longer than the budget.
+
+    urllib3 would wait ``retry_after_max`` and try again; a server that says "come back in
+    two minutes" is not helped by that, and the user is better served by a fast 503.
+    """
+
+    def increment(self, method: str | None = None, url: str | None = None,  # type: ignore[override]
+                  response: Any = None, error: Exception | None = None, _pool: Any = None,
+                  _stacktrace: Any = None) -> Retry:
+        if response is not None and _asked_wait(response) > self.retry_after_max:
+            raise MaxRetryError(_pool, url or "", ResponseError("Retry-After beyond the retry budget"))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def _asked_wait(response: Any) -> float:
+    """The server's Retry-After in seconds, uncapped (urllib3's own parse caps it)."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return 0.0
+    try:
+        return _UNCAPPED.parse_retry_after(value)
+    except InvalidHeader:
+        return 0.0
+
+
+_UNCAPPED = Retry(retry_after_max=10**9)
+
+
+class CircuitBreaker:
+    """Stops calling a dependency that failed ``threshold`` times in a row, for ``cooldown`` s.
+
+    Only transient failures count (connection errors, timeouts, 5xx, 429); a refusal (4xx)
+    means the dependency works. After the cooldown calls go through again; one more
+    failure opens it at once. Written here rather than taken from a library because it is
+    a dozen lines and must share the clock and the failure classification of the callers.
+    """
+
+    def __init__(self, *, threshold: int = 5, cooldown: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._threshold, self._cooldown, self._clock = threshold, cooldown, clock
+        self._failures = 0
+        self._open_until = float("-inf")
+        self._lock = threading.Lock()
+
+    def seconds_open(self) -> int:
+        """0 when calls may go through, else the seconds until they may again."""
+        left = self._open_until - self._clock()
+        return math.ceil(left) if left > 0 else 0
+
+    def record(self, *, failed: bool) -> None:
+        with self._lock:
+            if not failed:
+                self._failures = 0
+                return
+            self._failures += 1
+            if self._failures >= self._threshold:
+                self._open_until = self._clock() + self._cooldown
+
+
 class _RefuseAdapter(HTTPAdapter):
     """Plain http is never used for tokens: refuse before anything is sent."""
 
     def send(self, request: requests.PreparedRequest, *args: object, **kwargs: object) -> requests.Response:
         raise requests.exceptions.InvalidURL("plain http is refused; only https is allowed")
+
+
+def retry_after_of(response: requests.Response) -> int | None:
+    """The server's Retry-After in whole seconds (the delay form only), or None."""
+    value = response.headers.get("Retry-After", "").strip()
+    return min(int(value), 3600) if value.isdigit() else None
 
 
 def read_capped(response: requests.Response, limit: int) -> tuple[bytes, bool]:

@@ -183,7 +183,7 @@ class TokenValidator:
             url = f"https://{binding.uaadomain}/token_keys?zid={quote(zid, safe='')}"
             if len(self._key_urls) < 1024:  # one per zone; only the bound zone in dedicated mode
                 self._key_urls[zid] = url
-        return self._jwks.get_key(url, kid, headers={"X-zid": zid}, tenant=zid)
+        return self._jwks.get_key(url, kid, headers={"X-zid": zid}, tenant=zid, pinned=True)
 
     def _ias_key(self, binding: IasBinding, claims: Mapping[str, Any], kid: str) -> Any:
         raw_issuer = claims.get("ias_iss") or claims.get("iss")
@@ -199,10 +199,11 @@ class TokenValidator:
             raise IssuerUntrusted(
                 "the IAS token belongs to another subaccount (its app_tid is not the bound tenant)",
                 "log in through this subaccount's application", step="validate")
-        jwks_uri = self._jwks.jwks_uri_of(issuer)
+        bound = issuer == binding.url
+        jwks_uri = self._jwks.jwks_uri_of(issuer, bound=bound)
         # One key set per bound tenant: unverified claims never open new sets.
         return self._jwks.get_key(jwks_uri, kid, headers=lambda: _ias_fetch_headers(binding, claims),
-                                  tenant=binding.app_tid or "")
+                                  tenant=binding.app_tid or "", pinned=bound)
 
     def _check_scope(self, kind: TokenKind, claims: Mapping[str, Any]) -> None:
         scope = self._required_scope

@@ -7,7 +7,6 @@ tests run the same against real HTTPS servers.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -18,43 +17,7 @@ from app import create_app
 from app.settings import AppSettings
 from seccore import ConfigError
 from tests import factories as f
-
-IFLOW_URL = f.CPI_URL + "/http/ntif"
-DISCOVERY_URL = f.IAS_ISSUER + "/.well-known/openid-configuration"
-JSON = {"Accept": "application/json"}
-
-
-def bearer(token: str, **headers: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", **headers}
-
-
-def exchanged(**changes: object) -> dict:
-    return {"access_token": f.sign(f.exchanged_claims(**changes)), "token_type": "bearer",
-            "expires_in": 3600}
-
-
-@pytest.fixture
-def mocked() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.get(f.XSUAA_JWKS_URL, json=f.jwks())
-        mock.get(DISCOVERY_URL, json={"issuer": f.IAS_ISSUER, "jwks_uri": f.IAS_JWKS_URL})
-        mock.get(f.IAS_JWKS_URL, json=f.jwks(f.public_jwk("ias")))
-        yield mock
-
-
-@pytest.fixture
-def client() -> FlaskClient:
-    settings = AppSettings(bindings=f.bindings(), required_scope="$XSAPPNAME.Display", cpi_role="Ntif.Read")
-    return create_app(settings).test_client()
-
-
-def token_call(mock: responses.RequestsMock, **kwargs: object) -> None:
-    mock.post(f.XSUAA_TOKEN_URL, **(kwargs or {"json": exchanged()}))
-
-
-def iflow_call(mock: responses.RequestsMock, **kwargs: object) -> None:
-    mock.post(IFLOW_URL, **(kwargs or {"json": {"echo": "ok"},
-                                       "headers": {"sap_messageprocessinglogid": "MPL-1"}}))
+from tests.unit.app_helpers import IFLOW_URL, JSON, bearer, exchanged, iflow_call, token_call
 
 
 def test_xsuaa_user_reaches_the_iflow_and_sees_both_tokens(client: FlaskClient,

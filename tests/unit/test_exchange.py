@@ -174,7 +174,9 @@ EXPIRED = {"error": "invalid_token", "error_description": "Token does not bear a
                  id="no scope at all"),
     pytest.param(401, BAD_CREDENTIALS, "xsuaa", 502, "credentials", "service key", id="bad client secret"),
     pytest.param(401, EXPIRED, "xsuaa", 401, "expired", "log in again", id="assertion expired"),
-    pytest.param(400, {"error": "invalid_grant"}, "xsuaa", 502, "HTTP 400", "server", id="other 4xx"),
+    pytest.param(400, {"error": "invalid_grant"}, "xsuaa", 401, "invalid_grant", "log in again",
+                 id="EXC-02 invalid_grant"),
+    pytest.param(400, {"error": "invalid_request"}, "xsuaa", 502, "HTTP 400", "server", id="other 4xx"),
 ])
 def test_refusals_are_not_retried_and_are_explained(status: int, body: dict, kind: str, http_status: int,
                                                     in_cause: str, in_fix: str) -> None:
