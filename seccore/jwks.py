@@ -40,6 +40,7 @@ class _KeySet:
     keys: dict[str, RSAKey] = field(default_factory=dict)
     fetched_at: float = float("-inf")  # last successful fetch
     tried_at: float = float("-inf")  # last attempt, successful or not
+    missed_at: float = float("-inf")  # last refetch caused by an unknown kid
     generation: int = 0  # completed attempts; tells a waiting thread that a fetch happened
     pinned: bool = False  # a set of the bindings themselves: never evicted by others
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -76,10 +77,16 @@ class JwksCache:
         key = entry.keys.get(kid)
         if key is not None and self._clock() - entry.fetched_at < self._ttl:
             return key
-        # Stale set or unknown kid: refetch, at most once per cooldown; a fetch already in
-        # flight is joined, not repeated.
-        seen = entry.generation
-        if entry.lock.locked() or self._clock() - entry.tried_at >= self._cooldown:
+        # Stale set or unknown kid: refetch, at most once per cooldown each; a fetch already in
+        # flight is joined, not repeated. An unknown kid counts from the last unknown kid, not
+        # from the last routine fetch: a key rotated in just after one is found at once, and a
+        # flood of random kids still costs one fetch per cooldown.
+        seen, now = entry.generation, self._clock()
+        unknown = key is None and bool(entry.keys)  # a kid the known set lacks (not a cold start)
+        last = entry.missed_at if unknown else entry.tried_at
+        if entry.lock.locked() or now - last >= self._cooldown:
+            if unknown:
+                entry.missed_at = now
             self._refresh(entry, url, (headers() if callable(headers) else headers) or {}, seen=seen)
         key = entry.keys.get(kid)
         if key is not None and self._clock() - entry.fetched_at < self._ttl + self._stale_grace:
