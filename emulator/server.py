@@ -63,9 +63,18 @@ class Servers:
             server.server_close()
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: only "localhost" is known to stay on this machine
+        return False
+
+
 def bind(pki: Pki, *, host: str = "127.0.0.1", https_port: int = 0, http_port: int = 0) -> Servers:
     """Bind both listeners (port 0: any free port); refuse anything but a loopback address."""
-    if not ipaddress.ip_address(host).is_loopback:
+    if not _is_loopback(host):
         raise SystemExit(f"the emulator listens on loopback only, not {host}: it is no identity provider "
                          "that anybody else should trust")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

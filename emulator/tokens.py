@@ -81,6 +81,14 @@ class TokenFactory:
             claims["nonce"] = nonce
         return self._sign(self.ias_keys, {"typ": "JWT"}, claims), claims
 
+    def ias_client_token(self, client: Client) -> tuple[str, dict[str, Any]]:
+        """An IAS token of the application itself (client credentials): no user."""
+        cfg, now = self.config, int(time.time())
+        claims = {"sub": client.client_id, "azp": client.client_id, "aud": [client.client_id],
+                  "iss": cfg.urls.ias, "ias_iss": cfg.urls.ias, "app_tid": cfg.zone_id, "sap_id_type": "app",
+                  "jti": str(uuid.uuid4()), "iat": now, "exp": now + cfg.ias_token_validity}
+        return self._sign(self.ias_keys, {"typ": "JWT"}, claims), claims
+
     def _ext_attr(self, client: Client) -> dict[str, str]:
         ext = {"enhancer": "XSUAA", "subaccountid": self.config.subaccount_id, "zdn": self.config.subdomain}
         if "!b" in client.client_id:

@@ -20,6 +20,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from emulator import grants
 from emulator.clientauth import authenticate_client
 from emulator.config import JWT_BEARER, Client, EmulatorConfig, User
 from emulator.errors import (
@@ -98,6 +99,9 @@ def jwt_bearer(st: EmulatorState, client: Client) -> dict[str, Any]:
 GRANT_HANDLERS: dict[str, GrantHandler] = {
     "client_credentials": client_credentials,
     JWT_BEARER: jwt_bearer,
+    # the interactive login's grants (emulator.login, emulator.grants)
+    "authorization_code": grants.xsuaa_authorization_code,
+    "refresh_token": grants.xsuaa_refresh_token,
 }
 
 
