@@ -124,21 +124,23 @@ def gunicorn_app(upstream_server: Upstream, pki: Pki,
         process = subprocess.Popen(  # noqa: S603 - a fixed argv of this interpreter
             [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:create_app()"],
             cwd=ROOT, env=app_environ(upstream_server, pki, port), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=stderr)
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     app = RunningApp(base_url=f"http://127.0.0.1:{port}", process=process, log_path=log_path,
                      session=session)
     try:
         _wait_until_ready(app)
         yield app
     finally:
-        session.close()
         # SIGINT is gunicorn's quick shutdown (SIGTERM waits for its arbiter's next tick).
         process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)  # the worker too, not only the arbiter
             process.wait(timeout=5)
+        # Closed after the signal: closing a keep-alive connection first can wake a gthread
+        # worker into submit() just as it handles the quit, and deadlock it (gunicorn 27.0.1).
+        session.close()
 
 
 def _wait_until_ready(app: RunningApp) -> None:
