@@ -20,7 +20,7 @@ from emulator import create_app
 from emulator.config import Urls, load_config
 from emulator.pki import ensure_pki
 from emulator.server import bind
-from emulator.vcap import vcap_services
+from emulator.vcap import destinations, vcap_services
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--gateway-origin", action="append", default=[],
                      help="a local gateway origin whose /login/callback etc. may be redirected to")
     run.add_argument("--x509", action="store_true", help="bind CPI with a client certificate, not a secret")
+    run.add_argument("--app-url", default="http://localhost:8080",
+                     help="where the app listens, for the gateway's destinations")
     lint = sub.add_parser("lint", help="check the deploy files")
     lint.add_argument("--root", type=Path, default=ROOT)
     lint.add_argument("--users", type=Path, default=ROOT / "emulator" / "users.json")
@@ -64,9 +66,12 @@ def _run(args: argparse.Namespace) -> int:
     vcap_file = args.workspace / "vcap-services.json"
     vcap_file.write_text(json.dumps(bindings, indent=1))
     vcap_file.chmod(0o600)
+    destinations_file = args.workspace / "destinations.json"
+    destinations_file.write_text(json.dumps(destinations(args.app_url), indent=1))
     servers.start(app)
     print(json.dumps({"ready": True, "https": urls.xsuaa, "ias": urls.ias, "browser": urls.browser,
-                      "ca_file": str(pki.ca_file), "vcap_services_file": str(vcap_file)}), flush=True)
+                      "ca_file": str(pki.ca_file), "vcap_services_file": str(vcap_file),
+                      "destinations_file": str(destinations_file)}), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):

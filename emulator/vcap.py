@@ -7,7 +7,7 @@ from typing import Any
 
 from emulator.config import EmulatorConfig
 
-__all__ = ["vcap_services"]
+__all__ = ["destinations", "vcap_services"]
 
 
 def vcap_services(cfg: EmulatorConfig, *, x509_cert: str | None = None, x509_key: str | None = None,
@@ -43,3 +43,9 @@ def _service(label: str, name: str, plan: str, credentials: dict[str, Any]) -> d
     return {"label": label, "provider": None, "plan": plan, "name": name, "tags": [label],
             "instance_name": name, "binding_name": None, "credentials": credentials,
             "syslog_drain_url": None, "volume_mounts": []}
+
+
+def destinations(app_url: str) -> list[dict[str, Any]]:
+    """The ``destinations`` variable of the gateway, as approuter reads it: the app, with
+    the user's token forwarded."""
+    return [{"name": "frontapp", "url": app_url, "forwardAuthToken": True, "timeout": 60000}]
