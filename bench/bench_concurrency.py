@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import factories  # noqa: E402
-from tests.integration.conftest import app_environ, free_port  # noqa: E402
+from tests.integration.conftest import app_environ  # noqa: E402
+from tests.integration.processes import free_port  # noqa: E402
 from tests.integration.servers import Upstream, make_pki  # noqa: E402
 
 

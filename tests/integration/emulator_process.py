@@ -11,7 +11,6 @@ so that a test can break exactly one of them, as a developer would on BTP.
 from __future__ import annotations
 
 import json
-import os
 import select
 import shutil
 import signal
@@ -27,14 +26,14 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.conftest import (
-    _PROXY_VARS,
-    _STRIPPED_PREFIXES,
+from tests.integration.processes import (
     READY_DEADLINE_S,
     ROOT,
     RunningApp,
-    _wait_until_ready,
+    clean_environ,
     free_port,
+    running_gunicorn,
+    stop,
 )
 
 DEPLOY_FILES = ("xs-security.json", "config-cpi.json", "config-ias.json")
@@ -105,15 +104,6 @@ def deploy_copy(folder: Path, edits: dict[str, Callable[[dict[str, Any]], None]]
     return folder
 
 
-def clean_environ(**extra: str) -> dict[str, str]:
-    """This environment without bindings, app settings, other CAs, gunicorn options or proxies
-    (the filter of tests/integration/conftest.py), plus ``extra``."""
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(_STRIPPED_PREFIXES) and name.lower() not in _PROXY_VARS}
-    env.update(NO_PROXY="localhost,127.0.0.1", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
 @contextmanager
 def running_emulator(workspace: Path, *, root: Path = ROOT, users: Path = USERS_FILE,
                      x509: bool = False) -> Iterator[EmulatorProcess]:
@@ -136,39 +126,20 @@ def running_emulator(workspace: Path, *, root: Path = ROOT, users: Path = USERS_
         yield EmulatorProcess(process=process, ready=ready, stderr_path=stderr_path, session=session)
     finally:
         session.close()
-        _stop(process, signal.SIGTERM)  # the emulator stops its servers on SIGTERM
+        stop(process, signal.SIGTERM)  # the emulator stops its servers on SIGTERM
         if process.stdout is not None:
             process.stdout.close()
 
 
 @contextmanager
 def running_app(emulator: EmulatorProcess, log_path: Path, **settings: str) -> Iterator[RunningApp]:
-    """The app under gunicorn as tests/integration/conftest.py runs it, bound to ``emulator``."""
-    port = free_port()
+    """The app under gunicorn, bound to ``emulator`` and trusting its CA."""
     env = clean_environ(
-        PORT=str(port), VCAP_SERVICES=json.dumps(emulator.vcap_services),
+        PORT=str(free_port()), VCAP_SERVICES=json.dumps(emulator.vcap_services),
         REQUESTS_CA_BUNDLE=str(emulator.ca_file), LOG_FORMAT="json", WEB_CONCURRENCY="1",
         GUNICORN_THREADS="4", **settings)
-    session = requests.Session()
-    session.trust_env = False  # plain http to loopback: no proxy, no netrc
-    with log_path.open("wb") as stderr:
-        process = subprocess.Popen(  # noqa: S603 - a fixed argv of this interpreter
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "app:create_app()"],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-            start_new_session=True)  # its own process group: see _stop
-    app = RunningApp(base_url=f"http://127.0.0.1:{port}", process=process, log_path=log_path,
-                     session=session)
-    try:
-        _wait_until_ready(app)
+    with running_gunicorn(env, log_path) as app:
         yield app
-    finally:
-        # SIGINT is gunicorn's quick shutdown (SIGTERM waits for its arbiter's next tick). It is
-        # sent while the client's keep-alive connection is still open and idle: closing it first
-        # wakes the worker, and a SIGQUIT from the arbiter that lands inside the worker's
-        # ThreadPoolExecutor.submit() deadlocks it (gunicorn 27.0.1 gthread handle_quit calls
-        # tpool.shutdown(), which takes the lock submit() holds).
-        _stop(process, signal.SIGINT)
-        session.close()
 
 
 def _read_ready_line(process: subprocess.Popen[bytes], stderr_path: Path) -> dict[str, Any]:
@@ -190,15 +161,3 @@ def _read_ready_line(process: subprocess.Popen[bytes], stderr_path: Path) -> dic
         if process.poll() is not None:
             pytest.fail(f"the emulator exited with {process.returncode} before it was ready:\n"
                         f"{stderr_path.read_text(errors='replace')}")
-
-
-def _stop(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    """Ask ``process`` to stop; after 10 s kill its whole process group (it leads one of its
-    own), so that no gunicorn worker outlives a killed arbiter."""
-    if process.poll() is None:
-        process.send_signal(sig)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tests import factories
-from tests.integration.conftest import RunningApp
+from tests.integration.processes import RunningApp
 from tests.integration.servers import IFLOW_PATH, JWKS_PATH, JWT_BEARER, TOKEN_PATH, Upstream
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.conftest import ROOT, RunningApp
 from tests.integration.emulator_process import (
     USERS_FILE,
     EmulatorProcess,
@@ -31,6 +30,7 @@ from tests.integration.emulator_process import (
     running_app,
     running_emulator,
 )
+from tests.integration.processes import ROOT, RunningApp
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from emulator.local_run import READY_LINE
-from tests.integration.conftest import _PROXY_VARS, _STRIPPED_PREFIXES, ROOT, free_port
+from tests.integration.processes import ROOT, clean_environ, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -74,11 +74,8 @@ def environ(workspace: Path) -> dict[str, str]:
     while len(ports) < 3:
         ports.add(free_port())
     https, http, app = sorted(ports)
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(_STRIPPED_PREFIXES) and name.lower() not in _PROXY_VARS}
-    env.update(EMULATOR_HTTPS_PORT=str(https), EMULATOR_HTTP_PORT=str(http), APP_PORT=str(app),
-               EMULATOR_WORKSPACE=str(workspace), NO_PROXY="localhost,127.0.0.1", PYTHONUNBUFFERED="1")
-    return env
+    return clean_environ(EMULATOR_HTTPS_PORT=str(https), EMULATOR_HTTP_PORT=str(http), APP_PORT=str(app),
+                         EMULATOR_WORKSPACE=str(workspace))
 
 
 def descendants(pid: int) -> dict[int, str]:
