@@ -1,0 +1,229 @@
+"""Login against IAS (OIDC) or XSUAA (OAuth 2.0): the authorization code flow with PKCE,
+the token refresh, and the logout URL.
+
+Authlib's framework-neutral ``AsyncOAuth2Client`` builds the authorization URL parameters and
+makes the token calls over httpx2 (the successor of httpx that Authlib now uses); login and
+refresh are not the hot path, so its cost is fine here (approuter.md §6). For IAS the ID token
+is checked with joserfc against the tenant's keys: issuer, audience, expiry and the nonce of
+this login. The token forwarded to the app is the IAS ID token (its ``aud`` carries the
+subaccount's XSUAA with cross-consumption, which the app's jwt-bearer exchange needs), or the
+XSUAA access token.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+import certifi
+import httpx2
+import orjson
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from joserfc.jwt import JWTClaimsRegistry
+
+from seccore.bindings import ClientCredentials, IasBinding, XsuaaBinding
+from seccore.outbound import client_cert_files
+
+__all__ = ["IdentityProvider", "LoginFailed", "Tokens", "new_code_verifier", "tls_context"]
+
+Kind = Literal["xsuaa", "ias"]
+LEEWAY_SECONDS = 60
+
+
+class LoginFailed(Exception):
+    """The IdP refused or answered something unusable; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """What a session keeps of a login or a refresh."""
+
+    forward: str  # the JWT forwarded to the app
+    refresh_token: str | None
+    expires_at: float  # epoch seconds
+    scopes: tuple[str, ...]
+    id_token: str | None
+    claims: Mapping[str, Any]  # of the forwarded token, for user info and logs (no secrets)
+
+
+def new_code_verifier() -> str:
+    """A PKCE code verifier: 64 characters of 384 random bits (RFC 7636 §4.1 asks 43-128)."""
+    return secrets.token_urlsafe(48)
+
+
+def tls_context(credentials: ClientCredentials | None = None,
+                environ: Mapping[str, str] = os.environ) -> ssl.SSLContext:
+    """Verified TLS; extra CAs only from REQUESTS_CA_BUNDLE / SSL_CERT_FILE; mTLS for x509."""
+    cafile = environ.get("REQUESTS_CA_BUNDLE") or environ.get("SSL_CERT_FILE") or certifi.where()
+    context = ssl.create_default_context(cafile=cafile)
+    if credentials is not None and credentials.is_x509:
+        cert, key = client_cert_files(credentials.certificate or "", credentials.key or "")
+        context.load_cert_chain(cert, key)
+    return context
+
+
+class IdentityProvider:
+    """One bound identity service (``kind``) as seen by the gateway's OAuth client."""
+
+    def __init__(self, kind: Kind, binding: XsuaaBinding | IasBinding, *, timeout: float = 10.0,
+                 environ: Mapping[str, str] = os.environ) -> None:
+        self.kind = kind
+        self._binding = binding
+        self._credentials = binding.credentials
+        self._verify = tls_context(binding.credentials, environ)
+        self._timeout = timeout
+        self._metadata: dict[str, Any] | None = None
+        self._keys: KeySet | None = None
+
+    @property
+    def client_id(self) -> str:
+        return self._credentials.client_id
+
+    async def authorize_url(self, redirect_uri: str, *, state: str, nonce: str, code_verifier: str) -> str:
+        """Where to send the browser: the IdP's authorization endpoint, with PKCE S256."""
+        endpoint = (await self._endpoints())["authorization_endpoint"]
+        params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
+                  "state": state, "code_challenge": create_s256_code_challenge(code_verifier),
+                  "code_challenge_method": "S256"}
+        if self.kind == "ias":
+            params.update(scope="openid", nonce=nonce)
+            if isinstance(self._binding, IasBinding) and self._binding.app_tid:
+                params["app_tid"] = self._binding.app_tid
+        return f"{endpoint}?{urlencode(params)}"
+
+    async def redeem(self, code: str, *, redirect_uri: str, code_verifier: str, nonce: str) -> Tokens:
+        """Exchange the authorization code (single use: never retried)."""
+        async with self._client() as client:
+            try:
+                token = await client.fetch_token((await self._endpoints())["token_endpoint"], code=code,
+                                                 redirect_uri=redirect_uri, code_verifier=code_verifier,
+                                                 grant_type="authorization_code")
+            except Exception as exc:  # noqa: BLE001 - Authlib/httpx raise many kinds; all mean "refused"
+                raise LoginFailed(f"the {self.kind.upper()} token endpoint refused the login code "
+                                  f"({type(exc).__name__})") from exc
+        return await self._tokens(token, nonce=nonce)
+
+    async def refresh(self, refresh_token: str) -> Tokens:
+        async with self._client() as client:
+            try:
+                token = await client.refresh_token((await self._endpoints())["token_endpoint"],
+                                                   refresh_token=refresh_token)
+            except Exception as exc:  # noqa: BLE001 - see redeem
+                raise LoginFailed(f"the {self.kind.upper()} token refresh failed "
+                                  f"({type(exc).__name__})") from exc
+        return await self._tokens(token, nonce=None)
+
+    async def logout_url(self, *, post_logout_redirect_uri: str | None, id_token: str | None) -> str:
+        """The IdP's end-session URL (IAS) or ``logout.do`` (XSUAA), as approuter builds them."""
+        if self.kind == "xsuaa":
+            params = {"client_id": self.client_id}
+            if post_logout_redirect_uri:
+                params["redirect"] = post_logout_redirect_uri
+            return f"{self._binding.url}/logout.do?{urlencode(params)}"
+        endpoint = ((await self._endpoints()).get("end_session_endpoint")
+                    or f"{self._binding.url}/oauth2/logout")
+        params = {"client_id": self.client_id}
+        if post_logout_redirect_uri:
+            params["post_logout_redirect_uri"] = post_logout_redirect_uri
+        if id_token:
+            params["id_token_hint"] = id_token
+        return f"{endpoint}?{urlencode(params)}"
+
+    def _client(self) -> AsyncOAuth2Client:
+        creds = self._credentials
+        # XSUAA takes the secret in the form (approuter does so); IAS takes Basic.
+        method = "client_secret_post" if self.kind == "xsuaa" else "client_secret_basic"
+        if creds.is_x509:
+            method = "none"
+        return AsyncOAuth2Client(creds.client_id, creds.client_secret, token_endpoint_auth_method=method,
+                                 verify=self._verify, timeout=self._timeout, follow_redirects=False,
+                                 trust_env=False)
+
+    async def _endpoints(self) -> dict[str, Any]:
+        if self._metadata is None:
+            if self.kind == "xsuaa":
+                url = self._binding.url
+                self._metadata = {"authorization_endpoint": f"{url}/oauth/authorize",
+                                  "token_endpoint": f"{url}/oauth/token"}
+            else:
+                self._metadata = await self._get_json(f"{self._binding.url}/.well-known/openid-configuration")
+                if self._metadata.get("issuer") != self._binding.url:
+                    self._metadata = None
+                    raise LoginFailed("the IAS discovery document names another issuer than the binding url")
+        return self._metadata
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        async with httpx2.AsyncClient(verify=self._verify, timeout=self._timeout, follow_redirects=False,
+                                     trust_env=False) as client:
+            try:
+                response = await client.get(url)
+                response.raise_for_status()
+                data = response.json()
+            except (httpx2.HTTPError, ValueError) as exc:
+                raise LoginFailed(f"{url} could not be read ({type(exc).__name__})") from exc
+        if not isinstance(data, dict):
+            raise LoginFailed(f"{url} is not a JSON object")
+        return data
+
+    async def _tokens(self, token: Mapping[str, Any], *, nonce: str | None) -> Tokens:
+        access = token.get("access_token")
+        if not isinstance(access, str):
+            raise LoginFailed(f"the {self.kind.upper()} token endpoint answered without an access token")
+        expires_in = token.get("expires_in")
+        expires_at = time.time() + (float(expires_in) if isinstance(expires_in, (int, float)) else 300.0)
+        scopes = tuple(str(token.get("scope") or "").split())
+        id_token = token.get("id_token") if isinstance(token.get("id_token"), str) else None
+        if self.kind == "ias":
+            if id_token is None:
+                raise LoginFailed("the IAS token endpoint answered without an ID token")
+            claims = await self._checked_id_token(id_token, nonce)
+            return Tokens(id_token, token.get("refresh_token"), expires_at, scopes, id_token, claims)
+        claims = _unverified_claims(access)  # the app validates it; the gateway reads the user
+        return Tokens(access, token.get("refresh_token"), expires_at, scopes, id_token, claims)
+
+    async def _checked_id_token(self, id_token: str, nonce: str | None) -> dict[str, Any]:
+        """OIDC Core §3.1.3.7: signature, iss, aud, exp, and the nonce of this login."""
+        rules: dict[str, Any] = {"iss": {"essential": True, "value": self._binding.url},
+                                 "aud": {"essential": True, "value": self.client_id},
+                                 "exp": {"essential": True}}
+        if nonce is not None:
+            rules["nonce"] = {"essential": True, "value": nonce}
+        for attempt in range(2):  # one refetch of the keys after a rotation
+            keys = await self._key_set(refresh=attempt > 0)
+            try:
+                decoded = jwt.decode(id_token, keys, algorithms=["RS256"])
+                JWTClaimsRegistry(leeway=LEEWAY_SECONDS, **rules).validate(decoded.claims)
+                return decoded.claims
+            except JoseError as exc:
+                if attempt or "key" not in type(exc).__name__.lower():
+                    raise LoginFailed(f"the IAS ID token is not acceptable ({exc.error})") from exc
+        raise LoginFailed("the IAS ID token is signed with an unknown key")
+
+    async def _key_set(self, *, refresh: bool) -> KeySet:
+        if self._keys is None or refresh:
+            jwks_uri = (await self._endpoints()).get("jwks_uri")
+            if not isinstance(jwks_uri, str) or not jwks_uri.startswith(self._binding.url + "/"):
+                raise LoginFailed("the IAS discovery document names no key URL on the tenant")
+            self._keys = KeySet.import_key_set(await self._get_json(jwks_uri))
+        return self._keys
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+
+    try:
+        claims = orjson.loads(jws.extract_compact(token.encode("ascii")).payload)
+    except (JoseError, ValueError, UnicodeError) as exc:
+        raise LoginFailed("the XSUAA access token is not a JWT") from exc
+    if not isinstance(claims, dict):
+        raise LoginFailed("the XSUAA access token is not a JWT")
+    return claims

@@ -1,0 +1,105 @@
+"""The gateway's OAuth client against the emulator over real HTTPS: login with PKCE, the
+ID token checks, refresh, logout URLs."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from gateway.oidc import IdentityProvider, LoginFailed, new_code_verifier
+from seccore import load_bindings
+from tests.emulator.conftest import RunningEmulator
+from tests.emulator.logindriver import CALLBACK, LOCAL, query, request_id, start_local
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    running = start_local(tmp_path_factory.mktemp("emulator"))
+    try:
+        yield running
+    finally:
+        running.servers.stop()
+
+
+def provider(emulator: RunningEmulator, kind: str) -> IdentityProvider:
+    bindings = load_bindings({"VCAP_SERVICES": emulator.vcap_services})
+    binding = bindings.ias if kind == "ias" else bindings.xsuaa
+    assert binding is not None
+    return IdentityProvider(kind, binding, environ={"REQUESTS_CA_BUNDLE": str(emulator.pki.ca_file)})  # type: ignore[arg-type]
+
+
+def browse_to_callback(emulator: RunningEmulator, url: str, user: str = "jane") -> dict[str, str]:
+    """What a browser does: open the authorization URL, pick the user, land on the callback."""
+    http = requests.Session()
+    page = http.get(url, verify=emulator.pki.ca_file, allow_redirects=False, timeout=5)
+    assert page.status_code == 200, page.text
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+    action = "/oauth2/login" if "/oauth2/" in url else "/login.do"
+    answer = http.post(origin + action, data={"request": request_id(page), "user": user},
+                       verify=emulator.pki.ca_file, allow_redirects=False, timeout=5)
+    assert answer.status_code == 302 and answer.headers["Location"].startswith(CALLBACK), answer.text
+    return query(answer)
+
+
+@pytest.mark.parametrize("kind", ["ias", "xsuaa"])
+async def test_login_refresh_and_logout(emulator: RunningEmulator, kind: str) -> None:
+    idp = provider(emulator, kind)
+    state, nonce, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(16), new_code_verifier()
+    url = await idp.authorize_url(CALLBACK, state=state, nonce=nonce, code_verifier=verifier)
+    params = parse_qs(urlsplit(url).query)
+    assert params["code_challenge_method"] == ["S256"] and "code_verifier" not in params
+
+    callback = browse_to_callback(emulator, url)
+    assert callback["state"] == state
+    tokens = await idp.redeem(callback["code"], redirect_uri=CALLBACK, code_verifier=verifier, nonce=nonce)
+
+    assert tokens.claims["email"] == "jane.doe@example.com"
+    if kind == "ias":
+        assert tokens.forward == tokens.id_token  # the ID token carries the XSUAA audience
+        assert emulator.config.ias_xsuaa_rp in tokens.claims["aud"]
+    else:
+        assert f"{emulator.config.app.xsappname}.Display" in tokens.scopes
+    refreshed = await idp.refresh(tokens.refresh_token or "")
+    assert refreshed.forward != tokens.forward and refreshed.claims["email"] == "jane.doe@example.com"
+
+    logout = await idp.logout_url(post_logout_redirect_uri=LOCAL + "/logout.html", id_token=tokens.id_token)
+    answer = requests.get(logout, verify=emulator.pki.ca_file, allow_redirects=False, timeout=5)
+    assert answer.status_code == 302 and answer.headers["Location"].startswith(LOCAL + "/logout.html")
+
+
+async def test_a_code_with_another_nonce_is_refused(emulator: RunningEmulator) -> None:
+    idp = provider(emulator, "ias")
+    verifier = new_code_verifier()
+    url = await idp.authorize_url(CALLBACK, state="s", nonce="the-right-one", code_verifier=verifier)
+    callback = browse_to_callback(emulator, url)
+    with pytest.raises(LoginFailed, match="ID token is not acceptable"):
+        await idp.redeem(callback["code"], redirect_uri=CALLBACK, code_verifier=verifier, nonce="another")
+
+
+@pytest.mark.parametrize("kind", ["ias", "xsuaa"])
+async def test_a_wrong_verifier_or_a_replayed_code_is_refused(emulator: RunningEmulator, kind: str) -> None:
+    idp = provider(emulator, kind)
+    verifier = new_code_verifier()
+    url = await idp.authorize_url(CALLBACK, state="s", nonce="n", code_verifier=verifier)
+    code = browse_to_callback(emulator, url)["code"]
+    with pytest.raises(LoginFailed):
+        await idp.redeem(code, redirect_uri=CALLBACK, code_verifier="x" * 43, nonce="n")
+    await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
+    with pytest.raises(LoginFailed):  # single use
+        await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
+
+
+async def test_the_ca_is_trusted_only_through_the_standard_variables(emulator: RunningEmulator) -> None:
+    bindings = load_bindings({"VCAP_SERVICES": emulator.vcap_services})
+    assert bindings.ias is not None
+    untrusting = IdentityProvider("ias", bindings.ias, environ={})
+    with pytest.raises(LoginFailed, match="could not be read"):
+        await untrusting.authorize_url(CALLBACK, state="s", nonce="n", code_verifier="v" * 43)
+    assert json.loads(emulator.vcap_services)["identity"][0]["credentials"]["url"].startswith("https://")
