@@ -6,8 +6,10 @@ from seccore.bindings import (
     ClientCredentials,
     CpiBinding,
     IasBinding,
+    IdentityBindings,
     XsuaaBinding,
     load_bindings,
+    load_identity_bindings,
 )
 from seccore.errors import (
     AudienceMismatch,
@@ -44,6 +46,7 @@ __all__ = [
     "ExchangeError",
     "ExchangedToken",
     "IasBinding",
+    "IdentityBindings",
     "IflowClient",
     "IflowError",
     "IflowResult",
@@ -65,5 +68,6 @@ __all__ = [
     "XsuaaBinding",
     "client_cert_files",
     "load_bindings",
+    "load_identity_bindings",
     "make_session",
 ]

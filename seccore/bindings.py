@@ -24,8 +24,10 @@ __all__ = [
     "ClientCredentials",
     "CpiBinding",
     "IasBinding",
+    "IdentityBindings",
     "XsuaaBinding",
     "load_bindings",
+    "load_identity_bindings",
 ]
 
 
@@ -102,26 +104,47 @@ class Bindings:
     ias: IasBinding | None = None
 
 
+@dataclass(frozen=True)
+class IdentityBindings:
+    """What the gateway is bound to: the identity services users log in with."""
+
+    xsuaa: XsuaaBinding | None = None
+    ias: IasBinding | None = None
+
+
+def load_identity_bindings(environ: Mapping[str, str]) -> IdentityBindings:
+    """The ``xsuaa`` and ``identity`` bindings only (the gateway has no CPI binding)."""
+    problems: list[str] = []
+    identity = _identity(_services(environ, problems), problems)
+    if problems:
+        raise ConfigError(problems)
+    return identity
+
+
 def load_bindings(environ: Mapping[str, str]) -> Bindings:
     """Parse ``VCAP_SERVICES`` of ``environ``; raise ConfigError listing every problem."""
     problems: list[str] = []
     services = _services(environ, problems)
-    xsuaa_svc = _one(services, "xsuaa", None, problems)
-    ias_svc = _one(services, "identity", None, problems)
+    identity = _identity(services, problems)
     cpi_svc = _one(services, "it-rt", environ.get("CPI_SERVICE_NAME") or None, problems)
-    xsuaa = _xsuaa(xsuaa_svc, problems) if xsuaa_svc else None
-    ias = _ias(ias_svc, problems) if ias_svc else None
     cpi = _cpi(cpi_svc, problems) if cpi_svc else None
     if cpi_svc is None and not any("it-rt" in p for p in problems):
         problems.append("no 'it-rt' (SAP Cloud Integration runtime) service is bound: "
                         "bind the CPI instance created from config-cpi.json")
-    if xsuaa_svc is None and ias_svc is None and not problems:
+    if identity.xsuaa is None and identity.ias is None and not problems:
         problems.append("neither an 'xsuaa' nor an 'identity' service is bound: bind at least one, "
                         "it decides which users' tokens this app accepts")
     if problems:
         raise ConfigError(problems)
     assert cpi is not None  # every path without a cpi binding added a problem
-    return Bindings(cpi=cpi, xsuaa=xsuaa, ias=ias)
+    return Bindings(cpi=cpi, xsuaa=identity.xsuaa, ias=identity.ias)
+
+
+def _identity(services: list[cfenv.Service], problems: list[str]) -> IdentityBindings:
+    xsuaa_svc = _one(services, "xsuaa", None, problems)
+    ias_svc = _one(services, "identity", None, problems)
+    return IdentityBindings(xsuaa=_xsuaa(xsuaa_svc, problems) if xsuaa_svc else None,
+                            ias=_ias(ias_svc, problems) if ias_svc else None)
 
 
 def _services(environ: Mapping[str, str], problems: list[str]) -> list[cfenv.Service]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from seccore import ConfigError, load_bindings
+from seccore import ConfigError, load_bindings, load_identity_bindings
 from tests import factories as f
 
 
@@ -107,3 +107,12 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_broken_vcap_services_json_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="VCAP_SERVICES is not valid JSON"):
         load_bindings({"VCAP_SERVICES": "{not json"})
+
+
+def test_the_gateway_loads_its_identity_bindings_without_a_cpi_binding() -> None:
+    services = f.vcap_services()
+    services.pop("it-rt")
+    identity = load_identity_bindings(env(services))
+    assert identity.xsuaa is not None and identity.ias is not None
+    with pytest.raises(ConfigError, match="lack 'uaadomain'"):
+        load_identity_bindings(env(_mutated("xsuaa", "uaadomain", f.DROP)))
