@@ -9,12 +9,14 @@ notices only at the first request (an unbound identity service: 500 ``OAuth2 req
 in approuter, the first route whose ``source`` is found in the path *and query* wins (PRX-09),
 case-sensitively by default.
 
-The shipped ``gateway/xs-app.json`` (JSON has no comments): ``logoutPage`` ``/logged-out`` matches
-no route on purpose; the gateway serves it without login, so the IdP's redirect after logout does
-not log the user straight back in (approuter pain point 4; approuter itself would answer 404).
+The shipped ``gateway/xs-app.json`` (JSON has no comments): ``logoutPage`` ``/logout.html`` (the
+post-logout path registered in config-ias.json) matches no route on purpose; the gateway serves it
+without login, so the IdP's redirect after logout does not log the user straight back in
+(approuter pain point 4; approuter itself would answer 404).
 ``/homepage`` says ``ias``: with IAS and XSUAA bound approuter's default depends on the subaccount
 at runtime. ``/xsuaa/homepage`` is the same page behind XSUAA and the Display scope; ``/static/``
-is public and GET/HEAD only. Logout is POST with CSRF protection (SES-08).
+is public and GET/HEAD only. Logout is a GET (approuter's default) until the page has a script
+that can POST it with a CSRF token (SES-08).
 """
 
 from __future__ import annotations

@@ -1,0 +1,29 @@
+"""``python -m gateway``: serve the gateway on ``PORT`` (approuter's default 5000)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from seccore import ConfigError
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = GatewaySettings.from_env()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)  # every problem at once, before anything listens
+        return 2
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
+                print=lambda text: print(text, flush=True), handler_cancellation=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The gateway's request handling: route, session, login, scope, CSRF, refresh, forward.
+
+Per request (approuter.md §2.1): normalise the path → welcome file → route match → for a
+route with login: the session (a signed opaque cookie, server-side data), else the login
+redirect (browser GET) or 401 (XHR, other methods) → scope → CSRF → a token refresh when the
+token is close to expiry (one per session at a time) → forward with ``Authorization:
+Bearer``. Login state, PKCE verifier and nonce stay server-side under a one-time key bound
+to the browser by a signed pre-login cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import hdrs, web
+
+from gateway import csrf
+from gateway.oidc import IdentityProvider, LoginFailed, new_code_verifier
+from gateway.proxy import Forwarder, error_response, normalize_path, upstream_client
+from gateway.routes import Route, match
+from gateway.sessions import (
+    COOKIE_NAME,
+    MemoryStore,
+    RefreshLocks,
+    SessionStore,
+    StoreUnavailable,
+    new_session_id,
+    sign_session_id,
+    unsign_session_id,
+)
+from gateway.settings import GatewaySettings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("gateway")
+
+LOGIN_COOKIE = "frontrouter_login"
+LOGIN_TTL_SECONDS = 300
+SECURITY_HEADERS = {"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer"}
+NO_STORE = {hdrs.CACHE_CONTROL: "no-store"}
+_STATE = web.AppKey("gateway", object)
+_CID = web.RequestKey("correlation_id", str)
+
+
+class Gateway:
+    """What the handlers share: settings, the session store, the IdPs, the upstream client."""
+
+    def __init__(self, settings: GatewaySettings, store: SessionStore) -> None:
+        self.settings, self.store = settings, store
+        identity = settings.identity
+        self.providers = {kind: IdentityProvider(kind, binding)  # type: ignore[arg-type]
+                          for kind, binding in (("xsuaa", identity.xsuaa), ("ias", identity.ias)) if binding}
+        self.locks = RefreshLocks()
+        self.forwarder: Forwarder | None = None
+
+    def cookie(self, request: web.Request, name: str) -> str | None:
+        return unsign_session_id(request.cookies.get(name), self.settings.session_secret)
+
+    def set_cookie(self, response: web.StreamResponse, name: str, value: str, max_age: int | None) -> None:
+        response.set_cookie(name, sign_session_id(value, self.settings.session_secret), path="/",
+                            secure=True, httponly=True, samesite="Lax", max_age=max_age)
+
+
+def create_app(settings: GatewaySettings, store: SessionStore | None = None) -> web.Application:
+    """The aiohttp application; the session store is Redis when bound, else memory."""
+    app = web.Application(middlewares=[_headers], client_max_size=settings.max_request_body)
+    app[_STATE] = gateway = Gateway(settings, store or settings.redis or MemoryStore())
+    app.router.add_get("/health", _health)
+    app.router.add_get("/ready", _ready)
+    app.router.add_get(settings.app_config.login_callback, _callback)
+    logout = settings.app_config.logout
+    if logout is not None:
+        for method in logout.methods:
+            app.router.add_route(method, logout.endpoint, _logout)
+        if logout.page and logout.page.startswith("/"):
+            app.router.add_get(logout.page, _logged_out)
+    app.router.add_route("*", "/{tail:.*}", _handle)
+
+    async def start(_: web.Application) -> None:
+        gateway.forwarder = Forwarder(upstream_client(), max_request_body=settings.max_request_body,
+                                      trusted_proxy_hops=settings.trusted_proxy_hops)
+
+    async def stop(_: web.Application) -> None:
+        if gateway.forwarder is not None:
+            await gateway.forwarder._client.close()  # noqa: SLF001 - the forwarder's pooled client
+        await gateway.store.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app
+
+
+@web.middleware
+async def _headers(request: web.Request, handler: Any) -> web.StreamResponse:
+    request[_CID] = _correlation_id(request)
+    try:
+        response = await handler(request)
+    except StoreUnavailable:
+        response = error_response(request, 503, request[_CID])
+        response.headers["Retry-After"] = "5"
+    except web.HTTPException as exc:  # raised by aiohttp itself (e.g. a body over the limit)
+        response = error_response(request, exc.status, request[_CID])
+    if not response.prepared:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("x-correlationid", request[_CID])
+    return response
+
+
+def _correlation_id(request: web.Request) -> str:
+    incoming = request.headers.get("x-correlationid", "")
+    return incoming if 8 <= len(incoming) <= 64 and incoming.replace("-", "").isalnum() else str(uuid.uuid4())
+
+
+async def _health(_: web.Request) -> web.Response:
+    return web.json_response({"status": "UP"})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    ok = await request.app[_STATE].store.ping()
+    return web.json_response({"status": "UP" if ok else "DOWN"}, status=200 if ok else 503)
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    gw: Gateway = request.app[_STATE]
+    config, cid = gw.settings.app_config, request[_CID]
+    path = normalize_path(request.rel_url.raw_path)
+    if path is None:
+        return error_response(request, 400, cid)
+    if path == "/" and config.welcome_file:
+        return _redirect(config.welcome_file)
+    query = request.rel_url.raw_query_string
+    found = match(config, path + (f"?{query}" if query else ""), request.method)
+    if found is None:
+        return error_response(request, 404, cid)
+    if not found.method_allowed:
+        response = error_response(request, 405, cid)
+        response.headers[hdrs.ALLOW] = ", ".join(sorted(found.allow))
+        return response
+    route, bearer, session = found.route, None, None
+    if route.authentication_type != "none":
+        sid, session = await _session(gw, request)
+        tokens = (session or {}).get("tokens", {}).get(route.authentication_type)
+        if session is None or tokens is None:
+            return await _login_or_401(gw, request, route, path, query)
+        tokens = await _fresh(gw, sid, route.authentication_type, tokens)
+        if tokens is None:
+            return await _login_or_401(gw, request, route, path, query)
+        if route.scope is not None and not route.scope.allows(request.method, tokens["scopes"]):
+            return error_response(request, 403, cid)
+        if (denied := await _csrf(gw, request, route, sid, session)) is not None:
+            return denied
+        bearer = tokens["forward"]
+    destination = gw.settings.destinations[route.destination]
+    assert gw.forwarder is not None
+    return await gw.forwarder.forward(
+        request, upstream_url=destination.url + found.path,
+        bearer=bearer if destination.forward_auth_token else None, correlation_id=cid,
+        timeout_seconds=destination.timeout_seconds, strip_cookie_names=(COOKIE_NAME, LOGIN_COOKIE))
+
+
+async def _session(gw: Gateway, request: web.Request) -> tuple[str, dict[str, Any] | None]:
+    sid = gw.cookie(request, COOKIE_NAME)
+    if sid is None:
+        return "", None
+    session = await gw.store.get(sid)
+    if session is not None:  # idle timeout: every request keeps the session alive
+        await gw.store.touch(sid, gw.settings.session_timeout_seconds)
+    return sid, session
+
+
+async def _login_or_401(gw: Gateway, request: web.Request, route: Route, path: str,
+                        query: str) -> web.StreamResponse:
+    """Browsers navigating with GET go to the IdP; XHR and other methods get 401 (approuter)."""
+    xhr = request.headers.get("X-Requested-With", "").lower() == "xmlhttprequest"
+    if request.method != "GET" or xhr:
+        response = error_response(request, 401, request[_CID])
+        response.headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="frontrouter"'
+        return response
+    state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(16), new_code_verifier()
+    kind = route.authentication_type
+    redirect_uri = _origin(gw, request) + gw.settings.app_config.login_callback
+    await gw.store.set(f"login:{state}", {"kind": kind, "verifier": verifier, "nonce": nonce,
+                                          "redirect_uri": redirect_uri,
+                                          "return_to": path + (f"?{query}" if query else "")},
+                       LOGIN_TTL_SECONDS)
+    url = await gw.providers[kind].authorize_url(redirect_uri, state=state, nonce=nonce,
+                                                 code_verifier=verifier)
+    response = _redirect(url)
+    gw.set_cookie(response, LOGIN_COOKIE, state, LOGIN_TTL_SECONDS)
+    return response
+
+
+async def _callback(request: web.Request) -> web.StreamResponse:
+    gw: Gateway = request.app[_STATE]
+    state, code = request.query.get("state", ""), request.query.get("code", "")
+    bound_state = gw.cookie(request, LOGIN_COOKIE) or ""
+    if not state or not hmac.compare_digest(state.encode(), bound_state.encode()):
+        return _page(request, 400, "The login could not be matched to this browser. Open the page again.")
+    pending = await gw.store.get(f"login:{state}")
+    await gw.store.delete(f"login:{state}")  # single use, success or not
+    if pending is None:
+        return _page(request, 400, "The login took too long or was already used. Open the page again.")
+    if "error" in request.query or not code:
+        return _page(request, 403, "The identity provider did not log you in.")
+    try:
+        tokens = await gw.providers[pending["kind"]].redeem(
+            code, redirect_uri=pending["redirect_uri"], code_verifier=pending["verifier"],
+            nonce=pending["nonce"])
+    except LoginFailed as exc:
+        log.warning("login failed: %s", exc, extra={"correlation_id": request[_CID]})
+        return _page(request, 502, "The identity provider could not complete the login. Try again.")
+    old_sid, old = await _session(gw, request)
+    session = old or {}
+    session.setdefault("tokens", {})[pending["kind"]] = _stored(tokens)
+    sid = new_session_id()  # a new id at every login: no session fixation
+    await gw.store.set(sid, session, gw.settings.session_timeout_seconds)
+    if old_sid:
+        await gw.store.delete(old_sid)
+    response = _redirect(pending["return_to"])
+    gw.set_cookie(response, COOKIE_NAME, sid, None)
+    response.del_cookie(LOGIN_COOKIE, path="/")
+    return response
+
+
+async def _fresh(gw: Gateway, sid: str, kind: str, tokens: dict[str, Any]) -> dict[str, Any] | None:
+    """The tokens, refreshed first when they expire within JWT_REFRESH; None when expired."""
+    margin = gw.settings.jwt_refresh_seconds
+    if tokens["expires_at"] - time.time() > margin or not tokens.get("refresh_token") or not margin:
+        return tokens if tokens["expires_at"] > time.time() else None
+    async with gw.locks.hold(sid):
+        session = await gw.store.get(sid) or {}  # another request may have refreshed meanwhile
+        current = session.get("tokens", {}).get(kind)
+        if current and current["expires_at"] - time.time() > margin:
+            return current
+        try:
+            renewed = _stored(await gw.providers[kind].refresh(tokens["refresh_token"]))
+        except LoginFailed:
+            return tokens if tokens["expires_at"] > time.time() else None
+        session.setdefault("tokens", {})[kind] = renewed
+        await gw.store.set(sid, session, gw.settings.session_timeout_seconds)
+        return renewed
+
+
+async def _csrf(gw: Gateway, request: web.Request, route: Route, sid: str,
+                session: dict[str, Any]) -> web.StreamResponse | None:
+    header = request.headers.get(csrf.HEADER)
+    if request.method in ("GET", "HEAD") and csrf.is_fetch(header):
+        token = csrf.issue_token(session)
+        await gw.store.set(sid, session, gw.settings.session_timeout_seconds)
+        # Answered here, not forwarded: the client asked the gateway, not the app, for a token.
+        return web.Response(status=200, headers={csrf.HEADER: token, **NO_STORE})
+    needed = csrf.needs_check(request.method, route.csrf_protection, public=False)
+    if needed and not csrf.check(session, header):
+        response = error_response(request, 403, request[_CID])
+        response.headers[csrf.HEADER] = csrf.REQUIRED_VALUE
+        return response
+    return None
+
+
+async def _logout(request: web.Request) -> web.StreamResponse:
+    gw: Gateway = request.app[_STATE]
+    sid, session = await _session(gw, request)
+    if sid:
+        await gw.store.delete(sid)
+    logout = gw.settings.app_config.logout
+    assert logout is not None
+    page = logout.page
+    if page and page.startswith("/"):
+        page = _origin(gw, request) + page
+    tokens = (session or {}).get("tokens", {})
+    kind = "ias" if "ias" in tokens else "xsuaa" if "xsuaa" in tokens else None
+    target = (await gw.providers[kind].logout_url(post_logout_redirect_uri=page,
+                                                   id_token=tokens[kind].get("id_token"))
+              if kind else page or "/")
+    response = _redirect(target)
+    response.del_cookie(COOKIE_NAME, path="/")
+    return response
+
+
+async def _logged_out(request: web.Request) -> web.Response:
+    return _page(request, 200, "You are logged out.")
+
+
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=302, headers={hdrs.LOCATION: location, **NO_STORE})
+
+
+def _page(request: web.Request, status: int, text: str) -> web.Response:
+    body = (f"<!DOCTYPE html><html><head><title>frontrouter</title></head><body><p>{text}</p>"
+            f'<p><a href="/">Start again</a></p><p>Correlation ID: {request[_CID]}</p></body></html>')
+    return web.Response(status=status, text=body, content_type="text/html", headers=NO_STORE)
+
+
+def _stored(tokens: Any) -> dict[str, Any]:
+    return {"forward": tokens.forward, "refresh_token": tokens.refresh_token, "expires_at": tokens.expires_at,
+            "scopes": list(tokens.scopes), "id_token": tokens.id_token}
+
+
+def _origin(gw: Gateway, request: web.Request) -> str:
+    """This gateway's public origin, for redirect URIs: the trusted proxy's view when behind one."""
+    proto = request.scheme
+    if gw.settings.trusted_proxy_hops:
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+        proto = forwarded if forwarded in ("http", "https") else proto
+    host = request.host
+    return f"{proto}://{urlsplit('//' + host).netloc}"
