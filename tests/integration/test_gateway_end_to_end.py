@@ -5,12 +5,9 @@ the app exchanges it and calls the emulated CPI."""
 from __future__ import annotations
 
 import json
-import re
-import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -18,6 +15,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from tests.emulator.conftest import RunningEmulator, start_emulator
+from tests.integration.gateway_browser import browser, login
 from tests.integration.processes import RunningApp, clean_environ, free_port, running_gunicorn
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -65,31 +63,6 @@ async def stack(stack_parts: tuple, gateway_port: int,
         yield Stack(emulator, app, f"http://localhost:{gateway_port}")
     finally:
         await runner.cleanup()
-
-
-def browser(stack: Stack) -> aiohttp.ClientSession:
-    """A user agent: its own cookie jar, which (like a browser) sends Secure cookies to localhost."""
-    jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[stack.gateway])
-    tls = ssl.create_default_context(cafile=str(stack.emulator.pki.ca_file))
-    return aiohttp.ClientSession(cookie_jar=jar, connector=aiohttp.TCPConnector(ssl=tls))
-
-
-async def login(http: aiohttp.ClientSession, stack: Stack, path: str, user: str = "jane") -> None:
-    """Open ``path``, follow the gateway to the IdP's login page, pick ``user``, come back."""
-    async with http.get(stack.gateway + path, allow_redirects=False) as first:
-        assert first.status == 302, await first.text()
-        authorize = first.headers["Location"]
-    async with http.get(authorize, allow_redirects=False) as page:
-        assert page.status == 200
-        request_id = re.search(r'name="request" value="([^"]+)"', await page.text()).group(1)  # type: ignore[union-attr]
-    origin = authorize.split("/oauth", 1)[0]
-    action = origin + ("/oauth2/login" if "/oauth2/" in authorize else "/login.do")
-    async with http.post(action, data={"request": request_id, "user": user}, allow_redirects=False) as done:
-        assert done.status == 302
-        callback = done.headers["Location"]
-    assert callback.startswith(stack.gateway + "/login/callback?")
-    async with http.get(callback, allow_redirects=False) as back:
-        assert back.status == 302 and back.headers["Location"] == path, await back.text()
 
 
 async def test_an_ias_user_logs_in_and_reaches_the_iflow_through_the_gateway(stack: Stack) -> None:
