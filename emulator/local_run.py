@@ -49,7 +49,8 @@ READY_LINE = "Ctrl-C stops everything."
 
 _PORTS = (("EMULATOR_HTTPS_PORT", 8443, "the emulator, HTTPS"),
           ("EMULATOR_HTTP_PORT", 8081, "the emulator, HTTP"),
-          ("APP_PORT", 8080, "the app"))
+          ("APP_PORT", 8080, "the app"),
+          ("GATEWAY_PORT", 5000, "the gateway"))
 _print_lock = threading.Lock()
 
 
@@ -67,6 +68,7 @@ class Settings:
     https_port: int
     http_port: int
     app_port: int
+    gateway_port: int
     workspace: Path
 
     @classmethod
@@ -86,12 +88,13 @@ class Settings:
         if problems:
             raise StartError("\n".join(problems))
         workspace = Path(environ.get("EMULATOR_WORKSPACE") or ROOT / "var" / "emulator").absolute()
-        return cls(ports["EMULATOR_HTTPS_PORT"], ports["EMULATOR_HTTP_PORT"], ports["APP_PORT"], workspace)
+        return cls(ports["EMULATOR_HTTPS_PORT"], ports["EMULATOR_HTTP_PORT"], ports["APP_PORT"],
+                   ports["GATEWAY_PORT"], workspace)
 
     def taken_ports(self) -> list[str]:
         """What is wrong with each port something else listens on, with the variable to change it."""
         values = {"EMULATOR_HTTPS_PORT": self.https_port, "EMULATOR_HTTP_PORT": self.http_port,
-                  "APP_PORT": self.app_port}
+                  "APP_PORT": self.app_port, "GATEWAY_PORT": self.gateway_port}
         return [f"port {values[name]} ({what}) is taken: stop what listens there, or choose another port, "
                 f"e.g. {name}={_suggest(values[name])} ./dev run"
                 for name, _, what in _PORTS if not _free(values[name])]
@@ -209,11 +212,13 @@ def _run(settings: Settings, stop: threading.Event, children: list[Child]) -> in
     taken = settings.taken_ports()
     if taken:
         raise StartError("\n".join(taken))
-    say("Starting the emulator and the app…")
+    say("Starting the emulator, the app and the gateway…")
     emulator = Child("emulator", [sys.executable, "-m", "emulator", "run",
                                   "--workspace", str(settings.workspace),
                                   "--https-port", str(settings.https_port),
-                                  "--http-port", str(settings.http_port)], _environ({}))
+                                  "--http-port", str(settings.http_port),
+                                  "--gateway-origin", f"http://localhost:{settings.gateway_port}",
+                                  "--app-url", f"http://127.0.0.1:{settings.app_port}"], _environ({}))
     children.append(emulator)
     ready = _emulator_ready(emulator, stop)
     if ready is None:
@@ -230,9 +235,17 @@ def _run(settings: Settings, stop: threading.Event, children: list[Child]) -> in
     children.append(app)
     if not _app_ready(app, settings.app_port, stop):
         return 0
+    gateway = Child("gateway", [sys.executable, "-m", "gateway"],
+                    _environ({"PORT": str(settings.gateway_port), "XS_BIND_ADDRESS": "127.0.0.1",
+                              "VCAP_SERVICES": vcap, "REQUESTS_CA_BUNDLE": ready["ca_file"],
+                              "destinations": Path(ready["destinations_file"]).read_text(encoding="utf-8")}))
+    children.append(gateway)
+    if not _app_ready(gateway, settings.gateway_port, stop):
+        return 0
     say(banner(settings, Path(ready["ca_file"]), os.environ))
     app.passing_on(True)
     emulator.passing_on(True)
+    gateway.passing_on(True)
     while not stop.wait(0.5):
         for child in children:
             if child.exited():
@@ -273,12 +286,12 @@ def _emulator_ready(emulator: Child, stop: threading.Event) -> dict[str, Any] | 
 
 
 def _app_ready(app: Child, port: int, stop: threading.Event) -> bool:
-    """Wait for /health; False when asked to stop first."""
+    """Wait for the app's (or the gateway's) /health; False when asked to stop first."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + START_DEADLINE_S
     while not stop.is_set():
         if app.exited():
-            raise StartError(f"the app stopped (exit status {app.proc.returncode}):\n{app.output()}")
+            raise StartError(f"the {app.name} stopped (exit status {app.proc.returncode}):\n{app.output()}")
         try:
             with opener.open(f"http://127.0.0.1:{port}/health", timeout=1) as response:
                 if response.status == 200:
@@ -286,7 +299,7 @@ def _app_ready(app: Child, port: int, stop: threading.Event) -> bool:
         except (urllib.error.URLError, OSError):
             pass
         if time.monotonic() > deadline:
-            raise StartError(f"the app did not answer /health within {START_DEADLINE_S:.0f} s:\n"
+            raise StartError(f"the {app.name} did not answer /health within {START_DEADLINE_S:.0f} s:\n"
                              f"{app.output()}")
         stop.wait(POLL_S)
     return False
@@ -298,12 +311,14 @@ def banner(settings: Settings, ca_file: Path, environ: Mapping[str, str]) -> str
     cfg = load_config(ROOT, USERS_FILE, urls)
     iflow_path = environ.get("IFLOW_PATH", DEFAULT_IFLOW_PATH)
     app_url = f"http://localhost:{settings.app_port}"
+    gateway_url = f"http://localhost:{settings.gateway_port}"
     users = _users(cfg, iflow_path, environ)
     caller = next((name for name, lacking in users if not lacking), users[0][0] if users else "jane")
     width = max((len(f"{u.name} / {u.password}") for u in cfg.users.values()), default=0)
     lines = [
         "",
         "frontapp runs locally:",
+        f"  gateway    {gateway_url:<28} frontrouter: login, sessions, routes of gateway/xs-app.json",
         f"  app        {app_url:<28} frontapp under gunicorn (its log follows, prefixed \"app |\")",
         f"  emulator   {urls.xsuaa:<28} XSUAA, CPI (iFlow {iflow_path}), IAS (issuer {urls.ias})",
         f"  workspace  {settings.workspace}  (CA: ca.pem, bindings: vcap-services.json)",
@@ -321,8 +336,10 @@ def banner(settings: Settings, ca_file: Path, environ: Mapping[str, str]) -> str
         f"  TOKEN=$({token})",
         f"  curl -H \"Authorization: Bearer $TOKEN\" -H 'Accept: application/json' {app_url}/homepage",
         f"  curl -H \"Authorization: Bearer $TOKEN\" {app_url}/homepage",
-        f"In a browser, {app_url}/homepage answers 401: it needs a token, and the login arrives with",
-        "the gateway (issue 4).",
+        "Open in a browser (log in as one of the users):",
+        f"  {gateway_url}/homepage          IAS login",
+        f"  {gateway_url}/xsuaa/homepage    XSUAA login (trust {ca_file} or accept the warning)",
+        f"  {gateway_url}/logout            ends the session and the IdP's",
         READY_LINE,
     ]
     return "\n".join(lines)

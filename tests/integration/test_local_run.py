@@ -71,11 +71,11 @@ class Output:
 
 def environ(workspace: Path) -> dict[str, str]:
     ports: set[int] = set()
-    while len(ports) < 3:
+    while len(ports) < 4:
         ports.add(free_port())
-    https, http, app = sorted(ports)
+    https, http, app, gateway = sorted(ports)
     return clean_environ(EMULATOR_HTTPS_PORT=str(https), EMULATOR_HTTP_PORT=str(http), APP_PORT=str(app),
-                         EMULATOR_WORKSPACE=str(workspace))
+                         GATEWAY_PORT=str(gateway), EMULATOR_WORKSPACE=str(workspace))
 
 
 def descendants(pid: int) -> dict[int, str]:
@@ -175,14 +175,46 @@ def test_dev_run_serves_jane_through_the_printed_curl_lines_and_stops_cleanly(lo
         page = session.get(app_url, headers=headers, timeout=30)
         assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
 
-    # Ctrl-C: both children (and gunicorn's worker) are gone, and the ports are free again.
+    # The printed browser URL: through the gateway, with the emulator's login page, to the iFlow.
+    gateway_url = re.search(r"^ +(http://\S+/homepage) +IAS login$", banner, re.M)[1]
+    assert gateway_url == f"http://localhost:{env['GATEWAY_PORT']}/homepage"
+    assert JANE in browser_login(gateway_url, "jane")
+
+    # Ctrl-C: every child (and gunicorn's worker) is gone, and the ports are free again.
     children = descendants(process.pid)
     assert any(" -m emulator run " in cmd for cmd in children.values()), children
+    assert any(" -m gateway" in cmd for cmd in children.values()), children
     assert sum(" -m gunicorn " in cmd for cmd in children.values()) >= 2, children  # master and worker
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=STOP_DEADLINE_S) == 0
     assert output.rest().endswith("Stopped.")
     assert [pid for pid in children if alive(pid)] == []
+
+
+def browser_login(url: str, user: str) -> str:
+    """Open ``url`` as a browser would, log in as ``user`` on the emulator's page; the page.
+
+    The cookies are carried by hand: the gateway's are Secure, which browsers send to
+    http://localhost but Python's cookie jar does not.
+    """
+    cookies: dict[str, str] = {}
+
+    def go(method: str, target: str, **kwargs: object) -> requests.Response:
+        answer = requests.request(method, target, allow_redirects=False, timeout=30,
+                                  cookies=cookies, **kwargs)  # type: ignore[arg-type]
+        cookies.update(answer.cookies.get_dict())
+        return answer
+
+    authorize = go("GET", url).headers["Location"]
+    page = go("GET", authorize)
+    request_id = re.search(r'name="request" value="([^"]+)"', page.text)[1]
+    origin = authorize.split("/oauth2/", 1)[0]
+    callback = go("POST", origin + "/oauth2/login", data={"request": request_id, "user": user})
+    back = go("GET", callback.headers["Location"])
+    assert back.status_code == 302 and back.headers["Location"] == "/homepage", back.text
+    landed = go("GET", url, headers={"Accept": "application/json"})
+    assert landed.status_code == 200, landed.text
+    return landed.text
 
 
 def run_shell(script: str, env: dict[str, str]) -> str:
