@@ -71,7 +71,9 @@ class Gateway:
 def create_app(settings: GatewaySettings, store: SessionStore | None = None) -> web.Application:
     """The aiohttp application; the session store is Redis when bound, else memory."""
     app = web.Application(middlewares=[_headers], client_max_size=settings.max_request_body)
-    app[_STATE] = gateway = Gateway(settings, store or settings.redis or MemoryStore())
+    if store is None:  # not "store or ...": an empty MemoryStore is falsy (it has __len__)
+        store = settings.redis if settings.redis is not None else MemoryStore()
+    app[_STATE] = gateway = Gateway(settings, store)
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     app.router.add_get(settings.app_config.login_callback, _callback)
@@ -82,6 +84,7 @@ def create_app(settings: GatewaySettings, store: SessionStore | None = None) -> 
         if logout.page and logout.page.startswith("/"):
             app.router.add_get(logout.page, _logged_out)
     app.router.add_route("*", "/{tail:.*}", _handle)
+    app.on_response_prepare.append(_response_headers)
 
     async def start(_: web.Application) -> None:
         gateway.forwarder = Forwarder(upstream_client(), max_request_body=settings.max_request_body,
@@ -107,11 +110,15 @@ async def _headers(request: web.Request, handler: Any) -> web.StreamResponse:
         response.headers["Retry-After"] = "5"
     except web.HTTPException as exc:  # raised by aiohttp itself (e.g. a body over the limit)
         response = error_response(request, exc.status, request[_CID])
-    if not response.prepared:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        response.headers.setdefault("x-correlationid", request[_CID])
     return response
+
+
+async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Also on forwarded responses: they stream out before the middleware sees them."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if _CID in request:
+        response.headers.setdefault("x-correlationid", request[_CID])
 
 
 def _correlation_id(request: web.Request) -> str:
@@ -253,8 +260,11 @@ async def _csrf(gw: Gateway, request: web.Request, route: Route, sid: str,
                 session: dict[str, Any]) -> web.StreamResponse | None:
     header = request.headers.get(csrf.HEADER)
     if request.method in ("GET", "HEAD") and csrf.is_fetch(header):
-        token = csrf.issue_token(session)
-        await gw.store.set(sid, session, gw.settings.session_timeout_seconds)
+        # Re-read before writing: a refresh (this request's or another's) may have stored new
+        # tokens since ``session`` was read, and writing the old copy back would undo it.
+        current = await gw.store.get(sid) or session
+        token = csrf.issue_token(current)
+        await gw.store.set(sid, current, gw.settings.session_timeout_seconds)
         # Answered here, not forwarded: the client asked the gateway, not the app, for a token.
         return web.Response(status=200, headers={csrf.HEADER: token, **NO_STORE})
     needed = csrf.needs_check(request.method, route.csrf_protection, public=False)
