@@ -12,7 +12,6 @@ from flask import Flask, Response, g, request
 
 from app.errors import register_error_handlers
 from app.flow import Flow
-from app.logs import configure_logging, correlation_id, new_correlation_id
 from app.settings import AppSettings
 from app.views import bp
 from seccore import (
@@ -24,6 +23,7 @@ from seccore import (
     client_cert_files,
     make_session,
 )
+from seccore.logs import configure_logging, correlation_id, new_correlation_id
 
 __all__ = ["Services", "create_app"]
 

@@ -9,8 +9,8 @@ from flask import Flask, Response, jsonify, render_template
 from werkzeug.exceptions import HTTPException
 
 from app.flow import FlowResult
-from app.logs import correlation_id
 from seccore import SecurityError
+from seccore.logs import correlation_id
 
 __all__ = ["register_error_handlers"]
 

@@ -10,8 +10,8 @@ from flask import Blueprint, Response, abort, current_app, jsonify, render_templ
 from app.auth import bearer_token
 from app.claims import EXPLAIN, claim_rows, token_view
 from app.flow import FlowResult
-from app.logs import correlation_id, redact
 from seccore import CrossSiteRefused, ScopeMissing, TokenError
+from seccore.logs import correlation_id, redact
 
 __all__ = ["bp", "render_result"]
 

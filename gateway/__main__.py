@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import sys
 
 from aiohttp import web
@@ -10,11 +10,14 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from seccore import ConfigError
+from seccore.logs import configure_logging
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # JSON lines on Cloud Foundry (or LOG_FORMAT=json), redacted, with the correlation id.
+    default = "json" if "VCAP_APPLICATION" in os.environ else "text"
+    json_lines = os.environ.get("LOG_FORMAT", default) == "json"
+    configure_logging(json_lines=json_lines, loggers=("gateway", "seccore"))
     try:
         settings = GatewaySettings.from_env()
     except ConfigError as exc:

@@ -14,9 +14,8 @@ import hmac
 import logging
 import secrets
 import time
-import uuid
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aiohttp import hdrs, web
 
@@ -35,6 +34,7 @@ from gateway.sessions import (
     unsign_session_id,
 )
 from gateway.settings import GatewaySettings
+from seccore.logs import correlation_id, new_correlation_id
 
 __all__ = ["create_app"]
 
@@ -42,8 +42,8 @@ log = logging.getLogger("gateway")
 
 LOGIN_COOKIE = "frontrouter_login"
 LOGIN_TTL_SECONDS = 300
-SECURITY_HEADERS = {"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer"}
+SECURITY_HEADERS = {"X-Frame-Options": "SAMEORIGIN", "Content-Security-Policy": "frame-ancestors 'self'",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 NO_STORE = {hdrs.CACHE_CONTROL: "no-store"}
 _STATE = web.AppKey("gateway", object)
 _CID = web.RequestKey("correlation_id", str)
@@ -102,7 +102,9 @@ def create_app(settings: GatewaySettings, store: SessionStore | None = None) -> 
 
 @web.middleware
 async def _headers(request: web.Request, handler: Any) -> web.StreamResponse:
-    request[_CID] = _correlation_id(request)
+    request[_CID] = new_correlation_id(request.headers.get("x-correlationid"))
+    correlation_id.set(request[_CID])
+    started = time.perf_counter()
     try:
         response = await handler(request)
     except StoreUnavailable:
@@ -110,6 +112,9 @@ async def _headers(request: web.Request, handler: Any) -> web.StreamResponse:
         response.headers["Retry-After"] = "5"
     except web.HTTPException as exc:  # raised by aiohttp itself (e.g. a body over the limit)
         response = error_response(request, exc.status, request[_CID])
+    # The path only, percent-encoded (no query: it can carry codes and states; no CR/LF forging).
+    log.info("%s %s %s", request.method, quote(request.path, safe="/:@!$&'()*+,;=-._~"),
+             response.status, extra={"took_ms": round((time.perf_counter() - started) * 1000, 1)})
     return response
 
 
@@ -119,11 +124,6 @@ async def _response_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault(name, value)
     if _CID in request:
         response.headers.setdefault("x-correlationid", request[_CID])
-
-
-def _correlation_id(request: web.Request) -> str:
-    incoming = request.headers.get("x-correlationid", "")
-    return incoming if 8 <= len(incoming) <= 64 and incoming.replace("-", "").isalnum() else str(uuid.uuid4())
 
 
 async def _health(_: web.Request) -> web.Response:
@@ -222,7 +222,7 @@ async def _callback(request: web.Request) -> web.StreamResponse:
             code, redirect_uri=pending["redirect_uri"], code_verifier=pending["verifier"],
             nonce=pending["nonce"])
     except LoginFailed as exc:
-        log.warning("login failed: %s", exc, extra={"correlation_id": request[_CID]})
+        log.warning("login failed: %s", exc)
         return _page(request, 502, "The identity provider could not complete the login. Try again.")
     old_sid, old = await _session(gw, request)
     session = old or {}

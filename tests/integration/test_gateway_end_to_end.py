@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from seccore.logs import configure_logging
 from tests.emulator.conftest import RunningEmulator, start_emulator
 from tests.integration.gateway_browser import browser, login
 from tests.integration.processes import RunningApp, clean_environ, free_port, running_gunicorn
@@ -123,3 +124,18 @@ async def test_logout_ends_the_session_and_the_idp_session(stack: Stack) -> None
 async def test_traversal_is_refused(stack: Stack, path: str) -> None:
     async with browser(stack) as http, http.get(stack.gateway + path, allow_redirects=False) as answer:
         assert answer.status in (400, 404)
+
+
+async def test_the_gateway_log_has_correlation_ids_and_no_tokens_cookies_or_codes(
+        stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(json_lines=True, loggers=("gateway", "seccore"))  # bound to the captured stderr
+    async with browser(stack) as http:
+        await login(http, stack, "/homepage")
+        async with http.get(stack.gateway + "/homepage", headers={"Accept": "application/json"}) as page:
+            forwarded = (await page.json())["user_token"]["fingerprint"]
+        cookies = [c.value for c in http.cookie_jar]
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert lines and all(entry["logger"] == "gateway" and entry["correlation_id"] != "-" for entry in lines)
+    text = json.dumps(lines)
+    assert "/login/callback" in text and "code=" not in text and "state=" not in text  # no query strings
+    assert all(cookie not in text for cookie in cookies) and "eyJ" not in text and forwarded

@@ -71,13 +71,14 @@ class _JsonFormatter(logging.Formatter):
         return redact(json.dumps(entry, default=str))
 
 
-def configure_logging(*, json_lines: bool, level: str = "INFO") -> None:
-    """Send the app's records to stderr, redacted, as JSON lines or plain text."""
+def configure_logging(*, json_lines: bool, level: str = "INFO",
+                      loggers: tuple[str, ...] = ("app", "seccore")) -> None:
+    """Send the records of ``loggers`` to stderr, redacted, as JSON lines or plain text."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_CorrelationFilter())
     handler.setFormatter(_JsonFormatter() if json_lines else _TextFormatter(
         "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"))
-    for name in ("app", "seccore"):
+    for name in loggers:
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(level)
