@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pytest_asyncio
 import redis
 import redis.asyncio
 
-from tests.integration.processes import free_port
+from tests.integration.processes import free_port, poll_until
 from tests.integration.servers import Pki, make_pki
 
 READY_DEADLINE_S = 10.0
@@ -90,21 +89,14 @@ def start_redis_server(folder: Path, *, password: str | None = None, pki: Pki | 
 
 
 def _wait_for_ping(server: RedisServer) -> None:
-    deadline = time.monotonic() + READY_DEADLINE_S
     tls = {"ssl": True, "ssl_ca_certs": str(server.pki.ca_file)} if server.pki else {}
-    while True:
-        if server.process.poll() is not None:
-            pytest.fail(f"redis-server exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            with redis.Redis(host="127.0.0.1", port=server.port, password=server.password,
-                             socket_timeout=0.5, socket_connect_timeout=0.5, **tls) as client:
-                if client.ping():
-                    return
-        except redis.RedisError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"redis-server did not answer PING within {READY_DEADLINE_S} s:\n{server.log()}")
-        time.sleep(POLL_INTERVAL_S)
+
+    def answers() -> bool:
+        with redis.Redis(host="127.0.0.1", port=server.port, password=server.password,
+                         socket_timeout=0.5, socket_connect_timeout=0.5, **tls) as client:
+            return bool(client.ping())
+
+    poll_until(answers, server.process, "redis-server", server.log, errors=(redis.RedisError,))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,16 +104,25 @@ def stop(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 
 def wait_until_ready(app: RunningApp) -> None:
+    def healthy() -> bool:
+        with app.get("/health", timeout=1) as response:
+            return response.status_code == 200
+
+    poll_until(healthy, app.process, "gunicorn", app.log, errors=(requests.ConnectionError,))
+
+
+def poll_until(ready: Callable[[], bool], process: subprocess.Popen[Any], what: str, log: Callable[[], str],
+               *, errors: tuple[type[BaseException], ...] = ()) -> None:
+    """Poll ``ready`` until it says so; fail at once when ``process`` exits, or at the deadline."""
     deadline = time.monotonic() + READY_DEADLINE_S
     while True:
-        if app.process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {app.process.returncode} before it was ready:\n{app.log()}")
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited with {process.returncode} before it was ready:\n{log()}")
         try:
-            with app.get("/health", timeout=1) as response:
-                if response.status_code == 200:
-                    return
-        except requests.ConnectionError:
+            if ready():
+                return
+        except errors:
             pass
         if time.monotonic() > deadline:
-            pytest.fail(f"gunicorn did not answer /health within {READY_DEADLINE_S} s:\n{app.log()}")
+            pytest.fail(f"{what} was not ready within {READY_DEADLINE_S} s:\n{log()}")
         time.sleep(POLL_INTERVAL_S)

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from tests.emulator.conftest import RunningEmulator, start_emulator
 from tests.gateway.conftest import RedisServer, start_redis_server
 from tests.integration.gateway_browser import browser, login
 from tests.integration.gateway_upstreams import EchoUpstream, RoundRobinProxy, headers_of
-from tests.integration.processes import ROOT, clean_environ, free_port
+from tests.integration.processes import ROOT, clean_environ, free_port, poll_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -66,22 +65,16 @@ class GatewayProcess:
 
     def wait_until_ready(self) -> None:
         """Poll /ready (the session store answers too); fail with the log if it never does."""
-        deadline = time.monotonic() + READY_DEADLINE_S
+        assert self.process is not None
         with requests.Session() as http:
             http.trust_env = False
-            while True:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    pytest.fail(f"gateway {self.name} exited with {self.process.returncode}:\n{self.log()}")
-                try:
-                    with http.get(self.origin + "/ready", timeout=1) as answer:
-                        if answer.status_code == 200:
-                            return
-                except requests.ConnectionError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"gateway {self.name} not ready within {READY_DEADLINE_S} s:\n{self.log()}")
-                time.sleep(POLL_INTERVAL_S)
+
+            def ready() -> bool:
+                with http.get(self.origin + "/ready", timeout=1) as answer:
+                    return answer.status_code == 200
+
+            poll_until(ready, self.process, f"gateway {self.name}", self.log,
+                       errors=(requests.ConnectionError,))
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if self.process is None:
