@@ -24,8 +24,6 @@ import redis.asyncio
 from tests.integration.processes import free_port, poll_until
 from tests.integration.servers import Pki, make_pki
 
-READY_DEADLINE_S = 10.0
-POLL_INTERVAL_S = 0.02
 STOP_DEADLINE_S = 5.0
 
 

@@ -34,8 +34,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 SECRET = "scaleout-test-session-secret-shared-0123456789ab"  # 48 characters, the same for both
 SESSION_PREFIX = "frontrouter:session:"
-READY_DEADLINE_S = 20.0
-POLL_INTERVAL_S = 0.05
 STOP_DEADLINE_S = 10.0
 XHR = {"X-Requested-With": "XMLHttpRequest", "Accept": "application/json"}
 #: Settings of the outer environment that must not reach the gateway processes.
