@@ -23,8 +23,10 @@ def main() -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)  # every problem at once, before anything listens
         return 2
+    # A listen backlog as deep as the 1,000 concurrent requests the gateway is sized for
+    # (aiohttp's default of 128 made bursts wait for the client's SYN retry; bench/README.md).
     web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None,
-                print=lambda text: print(text, flush=True), handler_cancellation=True)
+                print=lambda text: print(text, flush=True), handler_cancellation=True, backlog=1024)
     return 0
 
 

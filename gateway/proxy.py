@@ -234,11 +234,12 @@ class Forwarder:
             if lname in HOP_BY_HOP or lname in listed or lname.startswith("proxy-"):
                 continue
             response.headers.add(name, value)  # add, not set: repeated Set-Cookie stay separate
-        await response.prepare(request)
         try:
+            # prepare() is inside: a client that left while the backend worked is no server error.
+            await response.prepare(request)
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, ConnectionResetError, TimeoutError) as exc:
             # The status line is out, so no 502 any more. Closing the socket makes the truncation visible
             # (a clean chunked end would pass a half body off as complete); closing the upstream
             # connection propagates a client disconnect to the backend.
