@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from seccore import (
     ExchangedToken,
@@ -28,6 +29,7 @@ __all__ = ["Flow", "FlowResult", "Step"]
 log = logging.getLogger(__name__)
 
 StepName = Literal["validate", "exchange", "iflow"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -90,7 +92,7 @@ class Flow:
             log.info("request refused", extra={"step": exc.step, "status": exc.status, "code": exc.code})
         return result
 
-    def _timed(self, result: FlowResult, name: str, work):  # type: ignore[no-untyped-def]
+    def _timed(self, result: FlowResult, name: str, work: Callable[[], T]) -> T:
         step = result.steps[name]
         started = time.perf_counter()
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
@@ -12,6 +11,7 @@ from app.claims import EXPLAIN, claim_rows, token_view
 from app.flow import FlowResult
 from seccore import CrossSiteRefused, ScopeMissing, TokenError
 from seccore.logs import correlation_id, redact
+from seccore.validation import fingerprint
 
 __all__ = ["bp", "render_result"]
 
@@ -79,7 +79,7 @@ def _view_model(result: FlowResult) -> dict[str, Any]:
         "user_token": token_view(user.claims, user.header, user.kind, user.fingerprint, bindings)
         if user else None,
         "exchanged_token": token_view(exchanged.claims, exchanged.header, "xsuaa",
-                                      _fingerprint(exchanged.access_token), bindings)
+                                      fingerprint(exchanged.access_token), bindings)
         if exchanged else None,
         # What upstreams said is shown, but an echoed credential never is (XSS-09).
         "iflow": {"status": iflow.status, "headers": iflow.headers, "body": redact(iflow.body),
@@ -109,5 +109,3 @@ def _redacted(value: Any) -> Any:
     return value
 
 
-def _fingerprint(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:12]

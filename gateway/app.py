@@ -17,10 +17,11 @@ import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import aiohttp
 from aiohttp import hdrs, web
 
 from gateway import csrf
-from gateway.oidc import IdentityProvider, LoginFailed, new_code_verifier
+from gateway.oidc import IdentityProvider, LoginFailed, Tokens, new_code_verifier
 from gateway.proxy import Forwarder, error_response, normalize_path, upstream_client
 from gateway.routes import Route, match
 from gateway.sessions import (
@@ -58,6 +59,7 @@ class Gateway:
         self.providers = {kind: IdentityProvider(kind, binding)  # type: ignore[arg-type]
                           for kind, binding in (("xsuaa", identity.xsuaa), ("ias", identity.ias)) if binding}
         self.locks = RefreshLocks()
+        self.upstream: aiohttp.ClientSession | None = None  # made on start-up: it needs the loop
         self.forwarder: Forwarder | None = None
 
     def cookie(self, request: web.Request, name: str) -> str | None:
@@ -87,12 +89,13 @@ def create_app(settings: GatewaySettings, store: SessionStore | None = None) -> 
     app.on_response_prepare.append(_response_headers)
 
     async def start(_: web.Application) -> None:
-        gateway.forwarder = Forwarder(upstream_client(), max_request_body=settings.max_request_body,
+        gateway.upstream = upstream_client()
+        gateway.forwarder = Forwarder(gateway.upstream, max_request_body=settings.max_request_body,
                                       trusted_proxy_hops=settings.trusted_proxy_hops)
 
     async def stop(_: web.Application) -> None:
-        if gateway.forwarder is not None:
-            await gateway.forwarder._client.close()  # noqa: SLF001 - the forwarder's pooled client
+        if gateway.upstream is not None:
+            await gateway.upstream.close()
         await gateway.store.close()
 
     app.on_startup.append(start)
@@ -309,7 +312,7 @@ def _page(request: web.Request, status: int, text: str) -> web.Response:
     return web.Response(status=status, text=body, content_type="text/html", headers=NO_STORE)
 
 
-def _stored(tokens: Any) -> dict[str, Any]:
+def _stored(tokens: Tokens) -> dict[str, Any]:
     return {"forward": tokens.forward, "refresh_token": tokens.refresh_token, "expires_at": tokens.expires_at,
             "scopes": list(tokens.scopes), "id_token": tokens.id_token}
 

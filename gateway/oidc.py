@@ -23,15 +23,15 @@ from urllib.parse import urlencode
 
 import certifi
 import httpx2
-import orjson
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from joserfc import jws, jwt
+from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
 from seccore.bindings import ClientCredentials, IasBinding, XsuaaBinding
+from seccore.compact import unverified_parts
 from seccore.outbound import client_cert_files
 
 __all__ = ["IdentityProvider", "LoginFailed", "Tokens", "new_code_verifier", "tls_context"]
@@ -188,7 +188,10 @@ class IdentityProvider:
                 raise LoginFailed("the IAS token endpoint answered without an ID token")
             claims = await self._checked_id_token(id_token, nonce)
             return Tokens(id_token, token.get("refresh_token"), expires_at, scopes, id_token, claims)
-        claims = _unverified_claims(access)  # the app validates it; the gateway reads the user
+        try:  # the app validates it; the gateway only reads the user
+            _, claims = unverified_parts(access)
+        except ValueError as exc:
+            raise LoginFailed("the XSUAA access token is not a JWT") from exc
         return Tokens(access, token.get("refresh_token"), expires_at, scopes, id_token, claims)
 
     async def _checked_id_token(self, id_token: str, nonce: str | None) -> dict[str, Any]:
@@ -216,14 +219,3 @@ class IdentityProvider:
                 raise LoginFailed("the IAS discovery document names no key URL on the tenant")
             self._keys = KeySet.import_key_set(await self._get_json(jwks_uri))
         return self._keys
-
-
-def _unverified_claims(token: str) -> dict[str, Any]:
-
-    try:
-        claims = orjson.loads(jws.extract_compact(token.encode("ascii")).payload)
-    except (JoseError, ValueError, UnicodeError) as exc:
-        raise LoginFailed("the XSUAA access token is not a JWT") from exc
-    if not isinstance(claims, dict):
-        raise LoginFailed("the XSUAA access token is not a JWT")
-    return claims

@@ -22,7 +22,7 @@ from joserfc.util import urlsafe_b64decode
 
 from seccore.errors import SignatureInvalid, TokenKindRejected, TokenMalformed
 
-__all__ = ["ALGORITHMS", "MAX_TOKEN_BYTES", "CompactToken", "parse_compact"]
+__all__ = ["ALGORITHMS", "MAX_TOKEN_BYTES", "CompactToken", "parse_compact", "unverified_parts"]
 
 ALGORITHMS = ("RS256",)
 #: Larger than any real BTP token, and what gunicorn accepts in one header line.
@@ -71,6 +71,19 @@ def parse_compact(token: str) -> CompactToken:
     return CompactToken(header=header, kid=header["kid"], payload=payload,
                         signing_input=raw[: len(header_segment) + 1 + len(payload_segment)],
                         signature_segment=signature_segment)
+
+
+def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a token that arrived straight from a token endpoint over verified
+    TLS, read without checking its signature (its consumer checks it); ValueError if no JWT."""
+    try:
+        header, payload = token.encode("ascii").split(b".")[:2]
+        parts = orjson.loads(urlsafe_b64decode(header)), orjson.loads(urlsafe_b64decode(payload))
+    except (UnicodeError, ValueError, TypeError, JoseError) as exc:
+        raise ValueError("not a JWT") from exc
+    if not all(isinstance(part, dict) for part in parts):
+        raise ValueError("not a JWT")
+    return parts
 
 
 def _checked_header(segment: bytes) -> dict[str, Any]:

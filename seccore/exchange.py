@@ -11,22 +11,20 @@ error is kept and translated into a cause and a fix in BTP terms.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
 import requests
 from cachetools import TLRUCache
-from joserfc import jws
-from joserfc.errors import JoseError
 
 from seccore.bindings import CpiBinding
+from seccore.compact import unverified_parts
 from seccore.errors import ExchangeError
 from seccore.outbound import CircuitBreaker, Timeouts, retry_after_of
 from seccore.validation import ValidatedToken
@@ -87,7 +85,7 @@ class JwtBearerExchange:
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
-                return _replace_flags(cached, took_ms=0.0, from_cache=True)
+                return replace(cached, took_ms=0.0, from_cache=True)
             future = self._inflight.get(key)
             leader = future is None
             if future is None:
@@ -173,11 +171,10 @@ class JwtBearerExchange:
         if not isinstance(access_token, str) or str(token_type).lower() != "bearer":
             raise malformed
         try:
-            obj = jws.extract_compact(access_token.encode("ascii"))
-            claims = json.loads(obj.payload)
-        except (JoseError, ValueError, UnicodeError, RecursionError):
+            header, claims = unverified_parts(access_token)
+        except ValueError:
             raise malformed from None
-        exp = claims.get("exp") if isinstance(claims, dict) else None
+        exp = claims.get("exp")
         if not isinstance(exp, (int, float)) or isinstance(exp, bool) or exp <= self._clock():
             raise ExchangeError("the token endpoint returned a token that is already expired or "
                                 "has no expiry", "check the clock and token validity of XSUAA")
@@ -187,13 +184,8 @@ class JwtBearerExchange:
             raise ExchangeError("the token endpoint returned a token for another client than CPI's",
                                 "check that tokenurl is the XSUAA token endpoint of the CPI key")
         log.info("jwt-bearer exchange done", extra={"took_ms": round(took_ms, 1)})
-        return ExchangedToken(access_token=access_token, header=obj.headers(), claims=claims,
+        return ExchangedToken(access_token=access_token, header=header, claims=claims,
                               expires_at=float(exp), took_ms=took_ms)
-
-
-def _replace_flags(token: ExchangedToken, *, took_ms: float, from_cache: bool) -> ExchangedToken:
-    return ExchangedToken(access_token=token.access_token, header=token.header, claims=token.claims,
-                          expires_at=token.expires_at, took_ms=took_ms, from_cache=from_cache)
 
 
 def _server_error(response: requests.Response) -> tuple[str, str]:

@@ -49,7 +49,7 @@ from seccore.errors import (
 )
 from seccore.jwks import JwksCache
 
-__all__ = ["LEEWAY_SECONDS", "TokenValidator", "ValidatedToken"]
+__all__ = ["LEEWAY_SECONDS", "TokenValidator", "ValidatedToken", "fingerprint"]
 
 LEEWAY_SECONDS = 60
 REQUIRED_CLAIMS = ("exp", "iat", "iss", "sub")
@@ -60,6 +60,11 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9._!|-]{1,128}")
 _ISSUER_CHARS = re.compile(r"https://[a-z0-9.-]+(:[0-9]{1,5})?/?")
 
 TokenKind = Literal["xsuaa", "ias"]
+
+
+def fingerprint(token: str) -> str:
+    """A short, non-reversible id of a token for logs and pages (never the token itself)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +89,11 @@ class ValidatedToken:
 
     @property
     def fingerprint(self) -> str:
-        """A short, non-reversible id for logs and pages (never the token itself)."""
-        return hashlib.sha256(self.raw.encode()).hexdigest()[:12]
+        return fingerprint(self.raw)
 
     @property
     def scopes(self) -> list[str]:
         return _str_list(self.claims.get("scope"))
-
-    @property
-    def audiences(self) -> list[str]:
-        return _str_list(self.claims.get("aud"))
 
     def __repr__(self) -> str:
         return f"ValidatedToken(kind={self.kind!r}, fingerprint={self.fingerprint!r})"
@@ -115,10 +115,6 @@ class TokenValidator:
         self._cache_lock = threading.Lock()
         self._key_urls: dict[str, str] = {}
         self._issuers: dict[str, str] = {}
-
-    @property
-    def required_scope(self) -> str | None:
-        return self._required_scope
 
     def validate(self, token: str | None) -> ValidatedToken:
         """Return the validated token, or raise a TokenError / ScopeMissing / KeysUnavailable."""
