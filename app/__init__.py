@@ -29,10 +29,11 @@ __all__ = ["Services", "create_app"]
 
 log = logging.getLogger(__name__)
 
-#: Pages show claims: never cache them, never frame them, load nothing from elsewhere.
+#: Pages show claims: never cache them, never frame them, load nothing from elsewhere, run no
+#: inline script or style (the page's script and stylesheet are files of this origin).
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",

@@ -8,7 +8,7 @@ from typing import Any
 
 from seccore import Bindings
 
-__all__ = ["EXPLAIN", "audience_owner", "claim_rows", "token_view"]
+__all__ = ["EXPLAIN", "FIRST", "audience_owner", "shown_value", "token_view"]
 
 MAX_VALUE_CHARS = 2000
 #: Claims that matter for the exchange first, the rest alphabetically.
@@ -52,12 +52,6 @@ def audience_owner(value: str, bindings: Bindings) -> str:
     return "another client"
 
 
-def claim_rows(claims: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(name, shown value) per claim, important ones first, long values cut."""
-    names = [n for n in FIRST if n in claims] + sorted(n for n in claims if n not in FIRST)
-    return [(name, _shown(claims[name])) for name in names]
-
-
 def token_view(claims: Mapping[str, Any], header: Mapping[str, Any], kind: str, fingerprint: str,
                bindings: Bindings) -> dict[str, Any]:
     """The JSON form of a token for the page and the API: never the token itself."""
@@ -72,6 +66,6 @@ def token_view(claims: Mapping[str, Any], header: Mapping[str, Any], kind: str, 
     }
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, indent=1, ensure_ascii=False)
     return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + " …"

@@ -1,14 +1,15 @@
 """One request's way from the user's token to the iFlow's answer, step by step.
 
-validate (the user's JWT) → exchange (jwt-bearer at XSUAA) → iflow (CPI). Each step is
-timed and recorded, so the page can show what happened even when a step fails.
+validate (the user's JWT) → exchange (jwt-bearer at XSUAA) → role (is the CPI role in the
+exchanged scope?) → iflow (CPI). Each step is timed and recorded, so the page can show
+what happened even when a step fails.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -28,7 +29,7 @@ __all__ = ["Flow", "FlowResult", "Step"]
 
 log = logging.getLogger(__name__)
 
-StepName = Literal["validate", "exchange", "iflow"]
+StepName = Literal["validate", "exchange", "role", "iflow"]
 T = TypeVar("T")
 
 
@@ -47,7 +48,7 @@ class FlowResult:
     iflow: IflowResult | None = None
     error: SecurityError | None = None
     steps: dict[str, Step] = field(default_factory=lambda: {
-        n: Step(n) for n in ("validate", "exchange", "iflow")})
+        n: Step(n) for n in ("validate", "exchange", "role", "iflow")})
 
     @property
     def status(self) -> int:
@@ -55,7 +56,7 @@ class FlowResult:
 
 
 class Flow:
-    """Runs validate → exchange → iflow for one bearer token."""
+    """Runs validate → exchange → role → iflow for one bearer token."""
 
     def __init__(self, validator: TokenValidator, exchange: JwtBearerExchange, iflow: IflowClient,
                  cpi: CpiBinding, cpi_role: str | None) -> None:
@@ -80,7 +81,9 @@ class Flow:
             result.exchanged = self._timed(result, "exchange", lambda: self._exchange.exchange(result.user))
             if result.exchanged.from_cache:
                 result.steps["exchange"].note = "cached"
-            self._check_role(result.exchanged)
+            self._timed(result, "role", lambda: self._check_role(result.exchanged))
+            if not self._cpi_role:
+                result.steps["role"].note = "not checked: no CPI role is configured"
             result.iflow = self._timed(result, "iflow", lambda: self._call_iflow(
                 result, payload, content_type, correlation_id))
         except SecurityError as exc:
@@ -102,21 +105,26 @@ class Flow:
         step.outcome = "ok"
         return value
 
+    def has_cpi_role(self, scopes: Collection[str]) -> bool | None:
+        """Whether ``scopes`` carry the CPI role; None when no role is required."""
+        if not self._cpi_role:
+            return None
+        wanted = self.required_cpi_scope
+        return (wanted in scopes) if wanted else any(s.endswith("." + self._cpi_role) for s in scopes)
+
     def _check_role(self, token: ExchangedToken) -> None:
         """Answer 403 ourselves when the exchanged token cannot pass CPI's role check."""
-        if not self._cpi_role:
-            return
-        wanted = self.required_cpi_scope
-        has = (wanted in token.scopes) if wanted else any(
-            s.endswith("." + self._cpi_role) for s in token.scopes)
-        if not has:
-            raise IflowError(
+        if self.has_cpi_role(token.scopes) is False:
+            wanted = self.required_cpi_scope
+            missing = IflowError(
                 f"the exchanged token lacks the CPI role {self._cpi_role} "
                 f"(scope {wanted or '*.' + self._cpi_role}), so CPI would answer 403; "
                 "the iFlow was not called",
                 f"add the role {self._cpi_role} to a role collection mapped to the user's group "
                 "(or assigned to the user), and check that config-cpi.json lists it under \"roles\"",
                 status=403)
+            missing.step = "role"
+            raise missing
 
     def _call_iflow(self, result: FlowResult, payload: bytes, content_type: str,
                     correlation_id: str) -> IflowResult:

@@ -59,7 +59,7 @@ def test_happy_path_xsuaa_user_token(gunicorn_app: RunningApp, upstream: Upstrea
     assert json.loads(data["iflow"]["body"]) == PAYLOAD
     assert data["iflow"]["headers"]["sap_messageprocessinglogid"].startswith("AGd1cK-")
     assert [(s["name"], s["outcome"]) for s in data["steps"]] == [
-        ("validate", "ok"), ("exchange", "ok"), ("iflow", "ok")]
+        ("validate", "ok"), ("exchange", "ok"), ("role", "ok"), ("iflow", "ok")]
     assert upstream.refusals() == []
 
     # What went over the wire: the user's token as the assertion, the exchanged token to CPI.
@@ -127,7 +127,7 @@ def test_exchanged_token_without_the_cpi_role_is_refused_before_cpi(
 
     assert response.status_code == 403, response.text
     data = response.json()
-    assert data["error"]["step"] == "iflow"
+    assert data["error"]["step"] == "role"
     assert "Ntif.Read" in data["error"]["cause"]
     assert "Ntif.Read" in data["error"]["fix"]
     assert data["exchanged_token"]["claims"]["scope"] == ["openid"]

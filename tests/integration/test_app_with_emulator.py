@@ -121,7 +121,7 @@ def assert_completed(stack: Stack, response: requests.Response, kind: str, email
     data = response.json()
     assert data["error"] is None
     assert [(s["name"], s["outcome"]) for s in data["steps"]] == [
-        ("validate", "ok"), ("exchange", "ok"), ("iflow", "ok")]
+        ("validate", "ok"), ("exchange", "ok"), ("role", "ok"), ("iflow", "ok")]
     assert data["user_token"]["kind"] == kind
     claims = data["user_token"]["claims"]
     assert (claims["email"] if kind == "ias" else claims["user_name"]) == email
@@ -163,7 +163,7 @@ def test_a_user_without_the_cpi_role_is_told_which_role_is_missing(stack: Stack)
 
     assert response.status_code == 403, response.text
     data = response.json()
-    assert data["error"]["step"] == "iflow"
+    assert data["error"]["step"] == "role"
     assert "Ntif.Read" in data["error"]["cause"] and "Ntif.Read" in data["error"]["fix"]
     assert data["exchanged_token"]["claims"]["user_name"] == JOHN
     assert data["exchanged_token"]["claims"]["scope"] == ["openid"]
@@ -300,7 +300,7 @@ def test_without_the_cpi_role_in_the_role_collection_the_fix_names_the_role(
 
     assert response.status_code == 403, response.text
     data = response.json()
-    assert data["error"]["step"] == "iflow"
+    assert data["error"]["step"] == "role"
     assert "lacks the CPI role Ntif.Read" in data["error"]["cause"]
     assert stack.cpi_scope in data["error"]["cause"]
     assert "Ntif.Read" in data["error"]["fix"] and "role collection" in data["error"]["fix"]

@@ -104,8 +104,11 @@ async def test_csrf_fetch_reject_accept(stack: Stack) -> None:
             token = fetched.headers["x-csrf-token"]
         async with http.get(stack.gateway + "/homepage", headers={"x-csrf-token": "fetch"}) as again:
             assert again.headers["x-csrf-token"] == token  # one token per session
-        async with http.post(stack.gateway + "/homepage", headers={"x-csrf-token": token}) as accepted:
-            assert accepted.status == 405  # through the gateway: the app's /homepage takes GET only
+        async with http.post(stack.gateway + "/homepage", json={"order": 4711},
+                             headers={"x-csrf-token": token, "Accept": "application/json"}) as accepted:
+            assert accepted.status == 200, await accepted.text()
+            echo = json.loads((await accepted.json())["iflow"]["body"])  # the emulated iFlow's echo
+            assert json.loads(echo["body"]) == {"order": 4711} and echo["content_type"] == "application/json"
 
 
 async def test_logout_ends_the_session_and_the_idp_session(stack: Stack) -> None:

@@ -76,7 +76,8 @@ def test_claims_with_html_are_shown_escaped(client: FlaskClient, mocked: respons
 def test_every_response_carries_the_security_headers(client: FlaskClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200 and response.get_json() == {"status": "UP"}
-    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy and "unsafe" not in policy
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Cache-Control"] == "no-store"
