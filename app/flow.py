@@ -29,6 +29,8 @@ __all__ = ["Flow", "FlowResult", "Step"]
 
 log = logging.getLogger(__name__)
 
+NOT_CALLED_CROSS_SITE = ("not called: the page was opened from another site, which may not set the "
+                         "iFlow off; send it from here")
 StepName = Literal["validate", "exchange", "role", "iflow"]
 T = TypeVar("T")
 
@@ -74,7 +76,10 @@ class Flow:
         broker = self._cpi.broker_xsappname
         return f"{broker}.{self._cpi_role}" if broker else None
 
-    def run(self, bearer: str | None, payload: bytes, content_type: str, correlation_id: str) -> FlowResult:
+    def run(self, bearer: str | None, payload: bytes, content_type: str, correlation_id: str,
+            call_iflow: bool = True) -> FlowResult:
+        """All steps; with ``call_iflow`` False everything but the iFlow call (a page opened from
+        another site shows the tokens, but may not set the iFlow off)."""
         result = FlowResult()
         try:
             result.user = self._timed(result, "validate", lambda: self._validator.validate(bearer))
@@ -84,6 +89,9 @@ class Flow:
             self._timed(result, "role", lambda: self._check_role(result.exchanged))
             if not self._cpi_role:
                 result.steps["role"].note = "not checked: no CPI role is configured"
+            if not call_iflow:
+                result.steps["iflow"].note = NOT_CALLED_CROSS_SITE
+                return result
             result.iflow = self._timed(result, "iflow", lambda: self._call_iflow(
                 result, payload, content_type, correlation_id))
         except SecurityError as exc:

@@ -38,12 +38,19 @@ class Sent:
 
 @bp.get("/homepage")
 def homepage() -> Response:
-    """Validate the caller's token, exchange it, call the iFlow, and show all of it."""
-    _refuse_side_effects_by_others()
+    """Validate the caller's token, exchange it, call the iFlow, and show all of it.
+
+    Opened from another site (a link elsewhere; ``Sec-Fetch-Site`` cannot be forged by
+    scripts), the page shows the tokens but does not call the iFlow: a GET must not let
+    another site set it off with the user's session. HEAD is refused outright.
+    """
+    if request.method == "HEAD":
+        abort(405)
     services = current_app.extensions["frontapp"]
     settings = services.settings
     result = services.flow.run(bearer_token(request), settings.iflow_payload.encode(),
-                               settings.iflow_content_type, correlation_id.get())
+                               settings.iflow_content_type, correlation_id.get(),
+                               call_iflow=not _cross_site())
     return render_result(result, Sent(settings.iflow_payload, settings.iflow_content_type.split(";")[0]))
 
 
@@ -54,7 +61,8 @@ def send_payload() -> Response:
     Through the gateway this POST needs its CSRF token (the page's script fetches it); the
     app itself takes only a bearer token, which a browser never attaches on its own.
     """
-    _refuse_side_effects_by_others()
+    if _cross_site():
+        raise CrossSiteRefused("a request from another site may not call the iFlow", step="validate")
     sent = _sent_payload()
     services = current_app.extensions["frontapp"]
     result = services.flow.run(bearer_token(request), sent.text.encode(), PAYLOAD_TYPES[sent.mimetype],
@@ -78,17 +86,8 @@ def _sent_payload() -> Sent:
     return Sent(text, request.mimetype)
 
 
-def _refuse_side_effects_by_others() -> None:
-    """The page POSTs to the iFlow, so neither a HEAD nor another site's link may load it.
-
-    Browsers send ``Sec-Fetch-Site`` on every request and scripts cannot forge it: a
-    cross-site navigation (an <img>, a link on another site) carries the user's session
-    through the gateway but is refused here.
-    """
-    if request.method == "HEAD":
-        abort(405)
-    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
-        raise CrossSiteRefused("a request from another site may not call the iFlow", step="validate")
+def _cross_site() -> bool:
+    return request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site"
 
 
 @bp.get("/health")
@@ -126,6 +125,7 @@ def _page(result: FlowResult, data: dict[str, Any], sent: Sent | None) -> str:
     sent = sent or Sent(settings.iflow_payload, settings.iflow_content_type.split(";")[0])
     raw = {"user": user and user["claims"], "exchanged": exchanged and exchanged["claims"]}
     return render_template("homepage.html", data=data, comparison=comparison, drawing=drawing, sent=sent,
+                           iflow_step=result.steps["iflow"],
                            raw={k: json.dumps(v, indent=2, ensure_ascii=False) for k, v in raw.items() if v})
 
 

@@ -286,7 +286,7 @@ def _cookie_header(http: aiohttp.ClientSession, origin: str, name: str) -> str:
 
 
 async def login_gateway(origin: str, ssl_ctx: Any) -> str:
-    """Our gateway: 302 to the IdP, login page, callback, 302 back. The session cookie header."""
+    """Our gateway: 302 to the IdP, login page, callback, the landing page. The session cookie header."""
     async with _browser(origin) as http:
         async with http.get(origin + "/homepage", allow_redirects=False) as first:
             if first.status != 302:
@@ -294,7 +294,7 @@ async def login_gateway(origin: str, ssl_ctx: Any) -> str:
             authorize = first.headers["Location"]
         callback = await _emulator_login(http, authorize, ssl_ctx)
         async with http.get(callback, allow_redirects=False) as back:
-            if back.status != 302 or back.headers.get("Location") != "/homepage":
+            if back.status != 200 or 'content="0;url=/homepage"' not in await back.text():
                 raise RuntimeError(f"gateway callback answered {back.status}: {(await back.text())[:300]}")
         return _cookie_header(http, origin, COOKIE_NAME)
 
@@ -322,7 +322,7 @@ async def login_approuter(origin: str, ssl_ctx: Any) -> str:
             raise RuntimeError("approuter sent no PKCE challenge; the emulator requires one")
         callback = await _emulator_login(http, authorize, ssl_ctx)
         async with http.get(callback, allow_redirects=False) as back:
-            if back.status != 302 or back.headers.get("Location") != "/homepage":
+            if back.status != 200 or 'content="0;url=/homepage"' not in await back.text():
                 sent = back.request_info.headers.get("Cookie")
                 raise RuntimeError(f"approuter callback answered {back.status} {back.reason}, Location "
                                    f"{back.headers.get('Location')}, cookies sent {sent}: "

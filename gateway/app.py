@@ -11,6 +11,7 @@ to the browser by a signed pre-login cookie.
 from __future__ import annotations
 
 import hmac
+import html
 import logging
 import secrets
 import time
@@ -46,6 +47,8 @@ LOGIN_TTL_SECONDS = 300
 SECURITY_HEADERS = {"X-Frame-Options": "SAMEORIGIN", "Content-Security-Policy": "frame-ancestors 'self'",
                     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 NO_STORE = {hdrs.CACHE_CONTROL: "no-store"}
+#: Characters kept as they are in the landing page's target (a path and query already encoded).
+LANDING_SAFE = "/?&=%:@!$()*+,;-._~"
 _STATE = web.AppKey("gateway", object)
 _CID = web.RequestKey("correlation_id", str)
 
@@ -234,7 +237,7 @@ async def _callback(request: web.Request) -> web.StreamResponse:
     await gw.store.set(sid, session, gw.settings.session_timeout_seconds)
     if old_sid:
         await gw.store.delete(old_sid)
-    response = _redirect(pending["return_to"])
+    response = _landing(pending["return_to"])
     gw.set_cookie(response, COOKIE_NAME, sid, None)
     response.del_cookie(LOGIN_COOKIE, path="/")
     return response
@@ -304,6 +307,22 @@ async def _logged_out(request: web.Request) -> web.Response:
 
 def _redirect(location: str) -> web.Response:
     return web.Response(status=302, headers={hdrs.LOCATION: location, **NO_STORE})
+
+
+def _landing(return_to: str) -> web.Response:
+    """After the login, a page of our own that moves on to ``return_to`` (a path of this origin).
+
+    Not a 302: a redirect chain that passed through the IdP is cross-site to the browser
+    (``Sec-Fetch-Site: cross-site``, SameSite=Strict cookies withheld), so the app could not
+    tell the landing from another site's link. A refresh starts a new, same-origin navigation.
+    """
+    if not return_to.startswith("/") or return_to.startswith("//") or "\\" in return_to:
+        return_to = "/"
+    target = html.escape(quote(return_to, safe=LANDING_SAFE))
+    body = (f'<!DOCTYPE html><html><head><meta charset="utf-8">'
+            f'<meta http-equiv="refresh" content="0;url={target}"><title>Signed in</title></head>'
+            f'<body><p>Signed in. <a href="{target}">Continue</a></p></body></html>')
+    return web.Response(status=200, text=body, content_type="text/html", headers=NO_STORE)
 
 
 def _page(request: web.Request, status: int, text: str) -> web.Response:

@@ -4,135 +4,36 @@ emulator and the app, prints curl lines that work, and Ctrl-C leaves no process 
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from emulator.local_run import READY_LINE
-from tests.integration.processes import ROOT, clean_environ, free_port
+from tests.integration.gateway_browser import landing_target
+from tests.integration.local_stack import (
+    READY_LINE,
+    START_DEADLINE_S,
+    STOP_DEADLINE_S,
+    Output,
+    alive,
+    descendants,
+    started_local_run,
+)
 
 pytestmark = pytest.mark.integration
 
-START_DEADLINE_S = 90.0
-STOP_DEADLINE_S = 30.0
 JANE = "jane.doe@example.com"
-
-
-class Output:
-    """The process's merged stdout and stderr, read line by line as it comes."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._process = process
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def until(self, wanted: str, deadline_s: float) -> None:
-        deadline = time.monotonic() + deadline_s
-        while wanted not in self.lines:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f"no {wanted!r} within {deadline_s} s:\n" + "\n".join(self.lines))
-            if line is None:
-                pytest.fail(f"the process ended (status {self._process.wait()}) before {wanted!r}:\n"
-                            + "\n".join(self.lines))
-            self.lines.append(line)
-
-    def close(self) -> None:
-        """After the process ended: the reader reaches the end of the pipe, then the pipe closes."""
-        self._reader.join(timeout=STOP_DEADLINE_S)
-        assert self._process.stdout is not None
-        self._process.stdout.close()
-
-    def rest(self) -> str:
-        while (line := self._queue.get(timeout=STOP_DEADLINE_S)) is not None:
-            self.lines.append(line)
-        return "\n".join(self.lines)
-
-
-def environ(workspace: Path) -> dict[str, str]:
-    ports: set[int] = set()
-    while len(ports) < 4:
-        ports.add(free_port())
-    https, http, app, gateway = sorted(ports)
-    return clean_environ(EMULATOR_HTTPS_PORT=str(https), EMULATOR_HTTP_PORT=str(http), APP_PORT=str(app),
-                         GATEWAY_PORT=str(gateway), EMULATOR_WORKSPACE=str(workspace))
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """Every process below ``pid``, with its command line (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = {}, [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            try:
-                cmdline = (Path("/proc") / str(child) / "cmdline").read_bytes()
-            except OSError:
-                continue
-            found[child] = cmdline.replace(b"\0", b" ").decode(errors="replace")
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = (Path("/proc") / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture
 def local_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Output, dict[str, str]]]:
-    if not Path("/proc/self/stat").exists():
-        pytest.skip("needs /proc to find the child processes")
-    env = environ(tmp_path / "workspace")
-    process = subprocess.Popen(  # noqa: S603 - a fixed argv of this interpreter
-        [sys.executable, "-m", "emulator.local_run"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = Output(process)
-    started: dict[int, str] = {}
-    try:
-        yield process, output, env
-    finally:
-        if process.poll() is None:
-            started = descendants(process.pid)
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=STOP_DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        output.close()
-        for pid in started:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+    with started_local_run(tmp_path / "workspace") as started:
+        yield started
 
 
 def test_dev_run_serves_jane_through_the_printed_curl_lines_and_stops_cleanly(local_run) -> None:
@@ -211,7 +112,7 @@ def browser_login(url: str, user: str) -> str:
     origin = authorize.split("/oauth2/", 1)[0]
     callback = go("POST", origin + "/oauth2/login", data={"request": request_id, "user": user})
     back = go("GET", callback.headers["Location"])
-    assert back.status_code == 302 and back.headers["Location"] == "/homepage", back.text
+    assert back.status_code == 200 and landing_target(back.text) == "/homepage", back.text
     landed = go("GET", url, headers={"Accept": "application/json"})
     assert landed.status_code == 200, landed.text
     return landed.text
