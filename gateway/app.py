@@ -319,7 +319,7 @@ def _landing(return_to: str) -> web.Response:
     if not return_to.startswith("/") or return_to.startswith("//") or "\\" in return_to:
         return_to = "/"
     target = html.escape(quote(return_to, safe=LANDING_SAFE))
-    body = (f'<!DOCTYPE html><html><head><meta charset="utf-8">'
+    body = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
             f'<meta http-equiv="refresh" content="0;url={target}"><title>Signed in</title></head>'
             f'<body><p>Signed in. <a href="{target}">Continue</a></p></body></html>')
     return web.Response(status=200, text=body, content_type="text/html", headers=NO_STORE)

@@ -41,6 +41,10 @@ async function send(form) {
 function show(status, html) {
   const page = new DOMParser().parseFromString(html, "text/html");
   const fresh = page.querySelector("main");
+  if (fresh && !fresh.querySelector("#send")) {  // an error page of the app: say it, keep the page
+    say("HTTP " + status + ": " + fresh.textContent.trim());
+    return;
+  }
   if (!fresh) {
     say(status === 401 || status === 403
       ? "HTTP " + status + ": your session has ended or was refused; reload the page to log in again."
