@@ -44,6 +44,8 @@ log = logging.getLogger("gateway")
 
 LOGIN_COOKIE = "frontrouter_login"
 LOGIN_TTL_SECONDS = 300
+#: The methods a route may be asked for; anything else is 405 before routing.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SECURITY_HEADERS = {"X-Frame-Options": "SAMEORIGIN", "Content-Security-Policy": "frame-ancestors 'self'",
                     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 NO_STORE = {hdrs.CACHE_CONTROL: "no-store"}
@@ -130,6 +132,9 @@ async def _response_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault(name, value)
     if _CID in request:
         response.headers.setdefault("x-correlationid", request[_CID])
+    # aiohttp adds "Server: Python/3.x aiohttp/3.y" before this hook runs; like a backend's banner
+    # (dropped in gateway.proxy), it only helps an attacker pick exploits (ASVS 5 13.4.6).
+    response.headers.popall(hdrs.SERVER, None)
 
 
 async def _health(_: web.Request) -> web.Response:
@@ -144,6 +149,10 @@ async def _ready(request: web.Request) -> web.Response:
 async def _handle(request: web.Request) -> web.StreamResponse:
     gw: Gateway = request.app[_STATE]
     config, cid = gw.settings.app_config, request[_CID]
+    if request.method not in METHODS:  # TRACE, TRACK, CONNECT, junk verbs: never routed
+        response = error_response(request, 405, cid)
+        response.headers[hdrs.ALLOW] = ", ".join(sorted(METHODS))
+        return response
     path = normalize_path(request.rel_url.raw_path)
     if path is None:
         return error_response(request, 400, cid)
@@ -230,10 +239,12 @@ async def _callback(request: web.Request) -> web.StreamResponse:
     except LoginFailed as exc:
         log.warning("login failed: %s", exc)
         return _page(request, 502, "The identity provider could not complete the login. Try again.")
-    old_sid, old = await _session(gw, request)
-    session = old or {}
-    session.setdefault("tokens", {})[pending["kind"]] = _stored(tokens)
-    sid = new_session_id()  # a new id at every login: no session fixation
+    # A login starts a new session under a new id (no fixation) and carries nothing over: an
+    # older session may be another user's (a planted cookie, a shared browser), and an IAS
+    # user and an XSUAA user cannot be told to be the same person. The old id dies.
+    old_sid, _ = await _session(gw, request)
+    session = {"tokens": {pending["kind"]: _stored(tokens)}}
+    sid = new_session_id()
     await gw.store.set(sid, session, gw.settings.session_timeout_seconds)
     if old_sid:
         await gw.store.delete(old_sid)

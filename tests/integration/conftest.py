@@ -65,3 +65,14 @@ def gunicorn_app(upstream_server: Upstream, pki: Pki,
     log_path = tmp_path_factory.mktemp("gunicorn") / "stderr.log"
     with running_gunicorn(app_environ(upstream_server, pki, free_port()), log_path) as app:
         yield app
+
+
+# The gateway tests' stack (emulator, echo upstream, start_gateway), for every module here.
+from tests.integration.gateway_stack import (  # noqa: E402, F401
+    echo,
+    echo_server,
+    emulator,
+    gateway_port,
+    routes_file,
+    start_gateway,
+)

@@ -1,0 +1,73 @@
+"""Attacks on the gateway from the catalogue (../shared/reference/security-catalogue.md) that
+need it running: a planted session (SES-01, OIDC-22) and methods no route should see (PRX-16)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from yarl import URL
+
+from gateway.sessions import COOKIE_NAME
+from tests.integration.gateway_browser import browser, login
+from tests.integration.gateway_stack import StartGateway, session_cookie
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+
+async def test_ses01_oidc22_a_planted_session_gives_the_victim_nothing_of_the_attackers(
+        start_gateway: StartGateway) -> None:
+    """The attacker logs in as john (XSUAA) and plants that session cookie in jane's browser;
+    jane logs in via IAS. Her session must not carry john's XSUAA login, and the planted id dies."""
+    stack = await start_gateway()
+    async with browser(stack) as attacker, browser(stack) as victim:
+        await login(attacker, stack, "/xsuaa/homepage", user="john")
+        planted = session_cookie(attacker, stack)
+        victim.cookie_jar.update_cookies({COOKIE_NAME: planted}, URL(stack.gateway))
+        await login(victim, stack, "/homepage", user="jane")
+        assert session_cookie(victim, stack) != planted  # a new id after the login
+        async with victim.get(stack.gateway + "/xsuaa/homepage", allow_redirects=False) as other_idp:
+            assert other_idp.status == 302, "jane's session served john's XSUAA login"
+        async with attacker.get(stack.gateway + "/xsuaa/homepage", allow_redirects=False) as old:
+            assert old.status == 302  # the planted id is dead: log in again
+
+
+@pytest.mark.parametrize(("method", "status"), [
+    ("TRACE", 405), ("PROPFIND", 405), ("MKCOL", 405),   # routed methods the gateway refuses
+    # Verbs aiohttp's HTTP parser does not know end there with 400, before any routing.
+    ("TRACK", 400), ("DEBUG", 400), ("FOO", 400),
+    ("CONNECT", 404),  # origin-form CONNECT /homepage: no route for it
+])
+@pytest.mark.parametrize("logged_in", [False, True], ids=["anonymous", "logged in"])
+async def test_prx16_unknown_and_dangerous_methods_are_refused_and_never_forwarded(
+        start_gateway: StartGateway, method: str, status: int, logged_in: bool) -> None:
+    stack = await start_gateway()
+    async with browser(stack) as http:
+        if logged_in:
+            await login(http, stack, "/homepage")
+        async with http.request(method, stack.gateway + "/homepage", allow_redirects=False) as answer:
+            assert answer.status == status
+            if status == 405:
+                assert answer.headers["Allow"] == "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+    assert stack.echo.seen == []
+
+
+async def test_prx16_a_raw_connect_request_is_refused(start_gateway: StartGateway) -> None:
+    """CONNECT in authority form (``CONNECT host:port``), as a proxy client sends it."""
+    stack = await start_gateway()
+    origin = URL(stack.gateway)
+    head = await _raw(origin.host or "", origin.port or 80,
+                      b"CONNECT internal.example:443 HTTP/1.1\r\nHost: internal.example:443\r\n\r\n")
+    assert head.split(b" ", 2)[1] in (b"400", b"404", b"405"), head
+    assert stack.echo.seen == []
+
+
+async def _raw(host: str, port: int, request: bytes) -> bytes:
+    """Send ``request`` as bytes on a new connection; the response head."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+    await writer.wait_closed()
+    return head
