@@ -57,6 +57,7 @@ def create_app(settings: AppSettings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.extensions["frontapp"] = _services(settings)
     app.register_blueprint(bp)
+    app.context_processor(lambda: {"logout_path": settings.logout_path})
     register_error_handlers(app)
     app.before_request(_start_request)
     app.after_request(_secure_response)

@@ -17,6 +17,7 @@ __all__ = ["AppSettings"]
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_IFLOW_PATH = "/http/ntif"
 DEFAULT_PAYLOAD = '{"message": "Hello from frontapp"}'
+_LOGOUT_PATH = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9_~.-]*)+")
 _IFLOW_PATH = re.compile(r"/http/[A-Za-z0-9_~/-]+(?:\.[A-Za-z0-9_~-]+)*")
 
 
@@ -31,6 +32,8 @@ class AppSettings:
     #: the role of the iFlow's sender adapter, checked in the exchanged token (config-cpi.json)
     cpi_role: str | None = None
     json_logs: bool = False
+    #: the gateway's central logout (xs-app.json logout.logoutEndpoint), for the page's button
+    logout_path: str = "/logout"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, root: Path = ROOT) -> AppSettings:
@@ -45,6 +48,9 @@ class AppSettings:
         if not _IFLOW_PATH.fullmatch(path) or "//" in path:
             problems.append(f"IFLOW_PATH={path!r} must look like /http/<address> (letters, digits, "
                             "'_', '-', '/', '.'; no '..')")
+        logout_path = environ.get("LOGOUT_PATH", "/logout")
+        if not _LOGOUT_PATH.fullmatch(logout_path):
+            problems.append(f"LOGOUT_PATH={logout_path!r} must be a path of the gateway such as /logout")
         payload = environ.get("IFLOW_PAYLOAD", DEFAULT_PAYLOAD)
         content_type = "application/json" if _is_json(payload) else "text/plain; charset=utf-8"
         required_scope = _setting(environ, "REQUIRED_SCOPE", lambda: _first_scope(root))
@@ -63,6 +69,7 @@ class AppSettings:
             bindings=bindings, iflow_path=path, iflow_payload=payload, iflow_content_type=content_type,
             required_scope=None if required_scope is _UNREADABLE else required_scope,
             cpi_role=None if cpi_role is _UNREADABLE else cpi_role,
+            logout_path=logout_path,
             json_logs=environ.get("LOG_FORMAT", "json" if "VCAP_APPLICATION" in environ else "text")
             == "json",
         )

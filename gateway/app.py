@@ -293,12 +293,23 @@ async def _csrf(gw: Gateway, request: web.Request, route: Route, sid: str,
 
 
 async def _logout(request: web.Request) -> web.StreamResponse:
+    """Central logout: the session ends here, then the IdP's session (the browser goes there).
+
+    A GET answers with the redirect (approuter's default). A POST (``logoutMethod: POST``)
+    needs the session's CSRF token, so another site cannot log the user out, and answers 200
+    with the IdP's logout URL as text for the page's script to navigate to (as approuter).
+    """
     gw: Gateway = request.app[_STATE]
-    sid, session = await _session(gw, request)
-    if sid:
-        await gw.store.delete(sid)
     logout = gw.settings.app_config.logout
     assert logout is not None
+    sid, session = await _session(gw, request)
+    if request.method == "POST" and session is not None and logout.csrf_protection \
+            and not csrf.check(session, request.headers.get(csrf.HEADER)):
+        response = error_response(request, 403, request[_CID])
+        response.headers[csrf.HEADER] = csrf.REQUIRED_VALUE
+        return response
+    if sid:
+        await gw.store.delete(sid)
     page = logout.page
     if page and page.startswith("/"):
         page = _origin(gw, request) + page
@@ -307,7 +318,10 @@ async def _logout(request: web.Request) -> web.StreamResponse:
     target = (await gw.providers[kind].logout_url(post_logout_redirect_uri=page,
                                                    id_token=tokens[kind].get("id_token"))
               if kind else page or "/")
-    response = _redirect(target)
+    if request.method == "POST":
+        response = web.Response(status=200, text=target, content_type="text/plain", headers=NO_STORE)
+    else:
+        response = _redirect(target)
     response.del_cookie(COOKIE_NAME, path="/")
     return response
 

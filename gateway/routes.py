@@ -15,8 +15,8 @@ without login, so the IdP's redirect after logout does not log the user straight
 (approuter pain point 4; approuter itself would answer 404).
 ``/homepage`` says ``ias``: with IAS and XSUAA bound approuter's default depends on the subaccount
 at runtime. ``/xsuaa/homepage`` is the same page behind XSUAA and the Display scope; ``/static/``
-is public and GET/HEAD only. Logout is a GET (approuter's default) until the page has a script
-that can POST it with a CSRF token (SES-08).
+is public and GET/HEAD only. Logout is a POST with the session's CSRF token (the page's script
+sends it), so another site cannot log the user out (SES-08); approuter's default is GET.
 """
 
 from __future__ import annotations

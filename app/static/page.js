@@ -57,10 +57,33 @@ function show(status, html) {
   document.getElementById("iflow-heading").focus();
 }
 
+// Central logout at the gateway: a POST with the CSRF token answers with the IdP's logout URL
+// (approuter's logoutMethod POST); a gateway that logs out on GET gets a plain navigation.
+async function logout(form) {
+  try {
+    const token = await csrfToken();
+    const answer = await fetch(form.action, {
+      method: "POST", credentials: "same-origin", headers: token ? { "x-csrf-token": token } : {},
+    });
+    const next = answer.ok ? new URL(await answer.text(), location.href) : null;
+    if (next && (next.protocol === "https:" || next.protocol === "http:")) {
+      location.assign(next.href);
+      return;
+    }
+  } catch {
+    // fall through to the plain navigation
+  }
+  location.assign(form.action);
+}
+
 document.addEventListener("submit", (event) => {
-  if (event.target.id !== "send") return;
-  event.preventDefault();
-  send(event.target);
+  if (event.target.id === "send") {
+    event.preventDefault();
+    send(event.target);
+  } else if (event.target.id === "logout") {
+    event.preventDefault();
+    logout(event.target);
+  }
 });
 
 document.addEventListener("click", async (event) => {

@@ -73,8 +73,8 @@ def test_the_shipped_file_loads_with_both_identity_services_bound(shipped: AppCo
     assert shipped.session_timeout_minutes == 15 and shipped.login_callback == "/login/callback"
     assert shipped.logout is not None
     assert (shipped.logout.endpoint, shipped.logout.page) == ("/logout", "/logout.html")
-    # GET (approuter's default) until the page has a script to POST with a CSRF token (SES-08)
-    assert shipped.logout.methods == {"GET"}
+    # POST with the CSRF token, which the page's script sends (SES-08); approuter's default is GET
+    assert shipped.logout.methods == {"POST"} and shipped.logout.csrf_protection
 
 
 @pytest.mark.parametrize(("path", "route", "forwarded"), [

@@ -41,3 +41,18 @@ async def login(http: aiohttp.ClientSession, stack: Any, path: str, user: str = 
     assert callback.startswith(stack.gateway + "/login/callback?")
     async with http.get(callback, allow_redirects=False) as back:
         assert back.status == 200 and landing_target(await back.text()) == path
+
+
+async def csrf_token(http: aiohttp.ClientSession, stack: Any, path: str = "/homepage") -> str:
+    """The session's CSRF token, fetched as the page's script does."""
+    async with http.head(stack.gateway + path, headers={"x-csrf-token": "fetch"}) as fetched:
+        assert fetched.status == 200
+        return fetched.headers["x-csrf-token"]
+
+
+async def logout(http: aiohttp.ClientSession, stack: Any) -> str:
+    """Log out as the page does (POST with the CSRF token); the IdP logout URL to go to next."""
+    token = await csrf_token(http, stack)
+    async with http.post(stack.gateway + "/logout", headers={"x-csrf-token": token}) as out:
+        assert out.status == 200, await out.text()
+        return await out.text()

@@ -1,16 +1,18 @@
 """Attacks on the gateway from the catalogue (../shared/reference/security-catalogue.md) that
-need it running: a planted session (SES-01, OIDC-22) and methods no route should see (PRX-16)."""
+need it running: a planted session (SES-01, OIDC-22), a logout forced by another site (SES-08)
+and methods no route should see (PRX-16)."""
 
 from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 from yarl import URL
 
 from gateway.sessions import COOKIE_NAME
-from tests.integration.gateway_browser import browser, login
-from tests.integration.gateway_stack import StartGateway, session_cookie
+from tests.integration.gateway_browser import browser, csrf_token, login, logout
+from tests.integration.gateway_stack import Stack, StartGateway, session_cookie
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -71,3 +73,43 @@ async def _raw(host: str, port: int, request: bytes) -> bytes:
     writer.close()
     await writer.wait_closed()
     return head
+
+
+async def alive(http: aiohttp.ClientSession, stack: Stack) -> bool:
+    async with http.get(stack.gateway + "/homepage", allow_redirects=False) as page:
+        return page.status == 200
+
+
+@pytest.mark.parametrize(("method", "token", "status"), [
+    pytest.param("GET", None, 404, id="GET: a link on another site"),
+    pytest.param("POST", None, 403, id="POST without the token: a form on another site"),
+    pytest.param("POST", "another session's", 403, id="POST with another session's token"),
+    pytest.param("POST", "forged", 403, id="POST with a made-up token"),
+])
+async def test_ses08_another_site_cannot_log_the_user_out(start_gateway: StartGateway, method: str,
+                                                         token: str | None, status: int) -> None:
+    stack = await start_gateway()
+    async with browser(stack) as http, browser(stack) as other:
+        await login(http, stack, "/homepage")
+        headers = {}
+        if token == "another session's":
+            await login(other, stack, "/homepage", user="john")
+            headers["x-csrf-token"] = await csrf_token(other, stack)
+        elif token == "forged":
+            headers["x-csrf-token"] = "A" * 43
+        async with http.request(method, stack.gateway + "/logout", headers=headers,
+                                allow_redirects=False) as answer:
+            assert answer.status == status
+            if status == 403:
+                assert answer.headers["x-csrf-token"] == "Required"
+        assert await alive(http, stack)
+
+
+async def test_ses08_the_page_s_logout_ends_the_session_and_names_the_idp_logout(
+        start_gateway: StartGateway) -> None:
+    stack = await start_gateway()
+    async with browser(stack) as http:
+        await login(http, stack, "/homepage")
+        idp_logout = await logout(http, stack)
+        assert idp_logout.startswith(stack.emulator.config.urls.browser + "/oauth2/logout?")
+        assert not await alive(http, stack)

@@ -16,7 +16,7 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from seccore.logs import configure_logging
 from tests.emulator.conftest import RunningEmulator, start_emulator
-from tests.integration.gateway_browser import browser, login
+from tests.integration.gateway_browser import browser, login, logout
 from tests.integration.processes import RunningApp, clean_environ, free_port, running_gunicorn
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -114,9 +114,7 @@ async def test_csrf_fetch_reject_accept(stack: Stack) -> None:
 async def test_logout_ends_the_session_and_the_idp_session(stack: Stack) -> None:
     async with browser(stack) as http:
         await login(http, stack, "/homepage")
-        async with http.get(stack.gateway + "/logout", allow_redirects=False) as out:
-            assert out.status == 302
-            idp_logout = out.headers["Location"]
+        idp_logout = await logout(http, stack)
         async with http.get(idp_logout, allow_redirects=False) as idp:
             assert idp.status == 302 and idp.headers["Location"].startswith(stack.gateway + "/logout.html")
         async with http.get(stack.gateway + "/homepage", allow_redirects=False) as after:

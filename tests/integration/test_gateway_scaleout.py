@@ -26,7 +26,7 @@ from yarl import URL
 from gateway.sessions import COOKIE_NAME
 from tests.emulator.conftest import RunningEmulator, start_emulator
 from tests.gateway.conftest import RedisServer, start_redis_server
-from tests.integration.gateway_browser import browser, login
+from tests.integration.gateway_browser import browser, login, logout
 from tests.integration.gateway_upstreams import EchoUpstream, RoundRobinProxy, headers_of
 from tests.integration.processes import ROOT, clean_environ, free_port, poll_until
 
@@ -212,9 +212,7 @@ async def test_a_logout_through_one_instance_ends_the_session_on_both(stack: Sta
         sid, cookie = session_id(http, stack), session_cookie(http, stack)
         await get_homepage(http, stack, stack.b)
         stack.pin(stack.a)
-        async with http.get(stack.gateway + "/logout", allow_redirects=False) as out:
-            assert out.status == 302
-            idp_logout = out.headers["Location"]
+        idp_logout = await logout(http, stack)
         assert idp_logout.startswith(stack.emulator.config.urls.browser + "/oauth2/logout?")
         assert not in_redis(stack, sid)
         async with http.get(idp_logout, allow_redirects=False) as idp:

@@ -11,6 +11,9 @@ import pytest
 import responses
 from flask.testing import FlaskClient
 
+from app import create_app
+from app.settings import AppSettings
+from seccore import ConfigError
 from tests import factories as f
 from tests.unit.app_helpers import IFLOW_URL, JSON, bearer, exchanged, iflow_call, token_call
 
@@ -242,3 +245,18 @@ def test_a_post_without_a_token_is_401_and_calls_nothing(client: FlaskClient,
     response = client.post("/homepage", data=b"x", headers={"Content-Type": "text/plain"})
     assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
     assert not any(c.request.url == IFLOW_URL for c in mocked.calls)
+
+
+# --- the logout button -------------------------------------------------------------------------
+
+def test_the_page_logs_out_at_the_gateways_logout_path(mocked: responses.RequestsMock) -> None:
+    settings = AppSettings(bindings=f.bindings(), cpi_role="Ntif.Read", logout_path="/my/logout")
+    client = create_app(settings).test_client()
+    page = client.get("/homepage", headers=bearer(IAS_USER)).get_data(as_text=True)
+    assert '<form id="logout" method="post" action="/my/logout">' in page
+
+
+@pytest.mark.parametrize("value", ["https://evil.example/logout", "//evil.example", "/a/../b", "logout", ""])
+def test_a_logout_path_that_is_not_a_local_path_stops_the_start(value: str) -> None:
+    with pytest.raises(ConfigError, match="LOGOUT_PATH"):
+        AppSettings.from_env({"VCAP_SERVICES": json.dumps(f.vcap_services()), "LOGOUT_PATH": value})
