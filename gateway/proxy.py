@@ -33,8 +33,8 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-__all__ = ["HEADERS_TO_REMOVE", "HOP_BY_HOP", "Forwarder", "error_response", "normalize_path",
-           "upstream_client"]
+__all__ = ["HEADERS_TO_REMOVE", "HOP_BY_HOP", "VERSION_HEADERS", "Forwarder", "error_response",
+           "normalize_path", "upstream_client"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,12 @@ _DROP_PREFIXES = ("proxy-", "x-forwarded-")
 # Without these aiohttp would invent Accept/User-Agent/Content-Type, and ask for gzip on behalf of a client
 # that never did -- and with auto_decompress=False that client would get bytes it cannot read.
 _SKIP_AUTO_HEADERS = frozenset({hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE})
+# Product and version banners (ASVS 5 13.4.6): they tell an attacker which CVEs to try and a browser nothing.
+VERSION_HEADERS = frozenset({"server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version"})
+_RESPONSE_DROP = HOP_BY_HOP | VERSION_HEADERS
+# A cookie with one of these prefixes is still another cookie to the browser, but a backend setting
+# "__Host-<our name>" is as clearly after our session as one setting the name itself.
+_COOKIE_PREFIXES = ("__Host-", "__Secure-")
 
 
 def normalize_path(raw_path: str) -> str | None:
@@ -157,14 +163,18 @@ class Forwarder:
 
         :param upstream_url: destination URL + rewritten path + raw query, already percent-encoded (it
             is sent as is, without yarl re-quoting or dot-segment removal).
-        :param strip_cookie_names: the gateway's own cookies, removed from ``Cookie``; others pass.
-        :returns: the streamed upstream response (redirects are passed on, not followed), 413 when the
-            body exceeds the limit, 502 when the upstream cannot be reached, 504 when it is too slow.
+        :param strip_cookie_names: the gateway's own cookies, removed from ``Cookie``; others pass, and
+            a backend ``Set-Cookie`` for one of them is dropped from the response.
+        :returns: the streamed upstream response (redirects are passed on, not followed, a ``Location``
+            on the upstream's origin made relative), 413 when the body exceeds the limit, 502 when the
+            upstream cannot be reached, 504 when it is too slow.
         """
         length = request.content_length
         if length is not None and length > self._max_body:
             return error_response(request, 413, correlation_id)
-        headers = self._upstream_headers(request, bearer, correlation_id, strip_cookie_names)
+        own_cookies = frozenset(strip_cookie_names)  # read twice: request and response
+        target = URL(upstream_url, encoded=True)
+        headers = self._upstream_headers(request, bearer, correlation_id, own_cookies)
         body: _CappedBody | None = None
         data: object = None
         if request.body_exists:
@@ -175,7 +185,7 @@ class Forwarder:
                 data = request.content
         try:
             upstream = await self._client.request(
-                request.method, URL(upstream_url, encoded=True), headers=headers, data=data,
+                request.method, target, headers=headers, data=data,
                 allow_redirects=False, auto_decompress=False, skip_auto_headers=self._skip,
                 timeout=_timeout(timeout_seconds))
         except TimeoutError as exc:  # aiohttp's connect and read timeouts subclass TimeoutError
@@ -187,7 +197,7 @@ class Forwarder:
             if body is not None and body.exceeded:  # the upstream answered before we gave up
                 upstream.close()
                 return error_response(request, 413, correlation_id)
-            return await self._relay(request, upstream, correlation_id)
+            return await self._relay(request, upstream, correlation_id, target, own_cookies)
         finally:
             upstream.release()  # closes rather than pools the connection if the body was not read
 
@@ -225,13 +235,21 @@ class Forwarder:
             out[hdrs.AUTHORIZATION] = f"Bearer {bearer}"
         return out
 
-    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,
-                     correlation_id: str) -> web.StreamResponse:
+    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse, correlation_id: str,
+                     target: URL, own_cookies: frozenset[str]) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         listed = _connection_tokens(upstream.headers)
         for name, value in upstream.headers.items():
             lname = name.lower()
-            if lname in HOP_BY_HOP or lname in listed or lname.startswith("proxy-"):
+            if lname in _RESPONSE_DROP or lname in listed or lname.startswith("proxy-"):
+                continue
+            if lname == "location":
+                value = _gateway_location(value, target)
+            elif lname == "set-cookie" and (clash := _own_cookie(value, own_cookies)):
+                # Approuter's REMOVE_CLASHING_BACKEND_SESSION_COOKIE, always on: a backend must not be
+                # able to overwrite or expire the gateway's session (SES-16). The value stays unlogged.
+                log.warning("dropped a backend Set-Cookie for the gateway's cookie %r (correlation id %s)",
+                            clash, correlation_id)
                 continue
             response.headers.add(name, value)  # add, not set: repeated Set-Cookie stay separate
         try:
@@ -314,6 +332,41 @@ def _strip_cookies(values: list[str], names: Iterable[str]) -> str | None:
     kept = [pair for value in values for pair in (part.strip() for part in value.split(";"))
             if pair and pair.partition("=")[0].rstrip() not in drop]
     return "; ".join(kept) or None
+
+
+def _gateway_location(location: str, upstream: URL) -> str:
+    """``location`` as a path of the gateway if it points at the upstream's own origin (PRX-14).
+
+    A backend that knows itself as ``http://10.0.3.7:8080`` would otherwise send the browser to an
+    address it cannot reach and tell it the internal topology. Other origins and relative references
+    pass unchanged. A scheme-relative ``//host:port/x`` counts as the upstream's when host and port are.
+    """
+    try:
+        url = URL(location, encoded=True)
+    except ValueError:  # not a URL yarl can read: nothing we could rewrite
+        return location
+    if url.host is None:  # a relative reference already
+        return location
+    if not url.scheme:
+        url = url.with_scheme(upstream.scheme)
+    if (url.scheme, url.host, url.port) != (upstream.scheme, upstream.host, upstream.port):
+        return location
+    relative = url.raw_path_qs + (f"#{url.raw_fragment}" if url.raw_fragment else "")
+    # One leading "/" only: "//evil.example/x" (or "/\evil.example", which browsers read the same way)
+    # would be another host once it is relative to us, an open redirect.
+    return "/" + relative.lstrip("/\\")
+
+
+def _own_cookie(set_cookie: str, own: frozenset[str]) -> str | None:
+    """The name of the gateway cookie that this ``Set-Cookie`` would overwrite, if it would."""
+    # The name as a browser reads it (RFC 6265 §5.2): before the first "=" of the first ";" part,
+    # whitespace trimmed, compared case-sensitively. A pair without "=" is a nameless cookie to
+    # RFC 6265bis browsers, but it comes back as "Cookie: <our name>", so it counts as ours too
+    # (as in _strip_cookies).
+    name = set_cookie.partition(";")[0].partition("=")[0].strip()
+    if any(name.removeprefix(prefix) in own for prefix in ("", *_COOKIE_PREFIXES)):
+        return name
+    return None
 
 
 def _prefers_json(accept: str) -> bool:
