@@ -198,7 +198,7 @@ class IdentityProvider:
         """OIDC Core §3.1.3.7: signature, iss, aud, exp, and the nonce of this login."""
         rules: dict[str, Any] = {"iss": {"essential": True, "value": self._binding.url},
                                  "aud": {"essential": True, "value": self.client_id},
-                                 "exp": {"essential": True}}
+                                 "exp": {"essential": True}, "iat": {"essential": True}}
         if nonce is not None:
             rules["nonce"] = {"essential": True, "value": nonce}
         for attempt in range(2):  # one refetch of the keys after a rotation
@@ -206,11 +206,21 @@ class IdentityProvider:
             try:
                 decoded = jwt.decode(id_token, keys, algorithms=["RS256"])
                 JWTClaimsRegistry(leeway=LEEWAY_SECONDS, **rules).validate(decoded.claims)
+                self._check_azp(decoded.claims)
                 return decoded.claims
             except JoseError as exc:
                 if attempt or "key" not in type(exc).__name__.lower():
                     raise LoginFailed(f"the IAS ID token is not acceptable ({exc.error})") from exc
         raise LoginFailed("the IAS ID token is signed with an unknown key")
+
+    def _check_azp(self, claims: Mapping[str, Any]) -> None:
+        """OIDC Core §3.1.3.7 (4, 5): with several audiences the token names the party it was
+        issued to, and that must be this client (IAS adds the subaccount's XSUAA to aud)."""
+        azp, aud = claims.get("azp"), claims.get("aud")
+        if azp is None and isinstance(aud, list) and len(aud) > 1:
+            raise LoginFailed("the IAS ID token has several audiences but no azp")
+        if azp is not None and azp != self.client_id:
+            raise LoginFailed("the IAS ID token was issued to another client (azp)")
 
     async def _key_set(self, *, refresh: bool) -> KeySet:
         if self._keys is None or refresh:

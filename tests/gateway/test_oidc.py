@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -103,3 +104,33 @@ async def test_the_ca_is_trusted_only_through_the_standard_variables(emulator: R
     with pytest.raises(LoginFailed, match="could not be read"):
         await untrusting.authorize_url(CALLBACK, state="s", nonce="n", code_verifier="v" * 43)
     assert json.loads(emulator.vcap_services)["identity"][0]["credentials"]["url"].startswith("https://")
+
+
+@pytest.fixture
+def overrides(emulator: RunningEmulator) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Claims the emulator writes into every token it issues next (its fault switch), reset after."""
+    def apply(claims: dict[str, Any]) -> None:
+        answer = requests.post(emulator.https + "/_emu/claims", json=claims, verify=emulator.pki.ca_file,
+                               timeout=5)
+        assert answer.status_code == 200, answer.text
+
+    yield apply
+    apply({})
+
+
+@pytest.mark.parametrize(("claims", "words"), [
+    pytest.param({"iss": "https://evil.example"}, "not acceptable", id="OIDC-09 another issuer"),
+    pytest.param({"aud": ["another-client"]}, "not acceptable", id="OIDC-09 another audience"),
+    pytest.param({"exp": 1}, "not acceptable", id="OIDC-09 expired"),
+    pytest.param({"azp": "another-client"}, "another client", id="OIDC-09 azp of another client"),
+    pytest.param({"azp": None}, "no azp", id="OIDC-09 several audiences, no azp"),
+])
+async def test_an_id_token_that_fails_a_check_ends_the_login(emulator: RunningEmulator, overrides: Any,
+                                                            claims: dict[str, Any], words: str) -> None:
+    idp = provider(emulator, "ias")
+    verifier = new_code_verifier()
+    url = await idp.authorize_url(CALLBACK, state="s", nonce="n", code_verifier=verifier)
+    code = browse_to_callback(emulator, url)["code"]
+    overrides(claims)  # the ID token is minted when the code is redeemed
+    with pytest.raises(LoginFailed, match=words):
+        await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
