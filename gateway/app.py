@@ -230,6 +230,11 @@ async def _callback(request: web.Request) -> web.StreamResponse:
     await gw.store.delete(f"login:{state}")  # single use, success or not
     if pending is None:
         return _page(request, 400, "The login took too long or was already used. Open the page again.")
+    issuers = request.query.getall("iss", [])
+    if len(issuers) > 1 or (issuers and not gw.providers[pending["kind"]].issued(issuers[0])):
+        # RFC 9207: the answer comes from another IdP than the one this login went to (mix-up).
+        log.warning("login refused: the authorization response names another issuer")
+        return _page(request, 403, "The login answer came from another identity provider. Start again.")
     if "error" in request.query or not code:
         return _page(request, 403, "The identity provider did not log you in.")
     try:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import certifi
 import httpx2
@@ -88,6 +88,19 @@ class IdentityProvider:
     @property
     def client_id(self) -> str:
         return self._credentials.client_id
+
+    def issued(self, iss: str) -> bool:
+        """Whether an authorization response's ``iss`` (RFC 9207) names this IdP.
+
+        IAS: its issuer exactly. XSUAA: ``https://<subdomain>.<uaadomain>/oauth/token``, as in
+        its tokens; the binding's ``url`` is that host in BTP, but not behind a custom domain.
+        """
+        if self.kind == "ias":
+            return iss == self._binding.url
+        parts = urlsplit(iss)
+        uaadomain = getattr(self._binding, "uaadomain", "")
+        return (parts.scheme == "https" and parts.path == "/oauth/token" and not parts.query
+                and bool(uaadomain) and parts.netloc.endswith("." + uaadomain))
 
     async def authorize_url(self, redirect_uri: str, *, state: str, nonce: str, code_verifier: str) -> str:
         """Where to send the browser: the IdP's authorization endpoint, with PKCE S256."""

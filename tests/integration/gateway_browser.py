@@ -27,6 +27,13 @@ def browser(stack: Any) -> aiohttp.ClientSession:
 
 async def login(http: aiohttp.ClientSession, stack: Any, path: str, user: str = "jane") -> None:
     """Open ``path``, follow the gateway to the IdP's login page, pick ``user``, come back."""
+    callback = await callback_of(http, stack, path, user)
+    async with http.get(callback, allow_redirects=False) as back:
+        assert back.status == 200 and landing_target(await back.text()) == path
+
+
+async def callback_of(http: aiohttp.ClientSession, stack: Any, path: str, user: str = "jane") -> str:
+    """The login up to the IdP's answer: the gateway's callback URL, not yet opened."""
     async with http.get(stack.gateway + path, allow_redirects=False) as first:
         assert first.status == 302, await first.text()
         authorize = first.headers["Location"]
@@ -39,8 +46,7 @@ async def login(http: aiohttp.ClientSession, stack: Any, path: str, user: str = 
         assert done.status == 302
         callback = done.headers["Location"]
     assert callback.startswith(stack.gateway + "/login/callback?")
-    async with http.get(callback, allow_redirects=False) as back:
-        assert back.status == 200 and landing_target(await back.text()) == path
+    return callback
 
 
 async def csrf_token(http: aiohttp.ClientSession, stack: Any, path: str = "/homepage") -> str:

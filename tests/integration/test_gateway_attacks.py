@@ -1,6 +1,6 @@
 """Attacks on the gateway from the catalogue (../shared/reference/security-catalogue.md) that
-need it running: a planted session (SES-01, OIDC-22), a logout forced by another site (SES-08)
-and methods no route should see (PRX-16)."""
+need it running: a planted session (SES-01, OIDC-22), a login answer from another IdP (OIDC-08),
+a logout forced by another site (SES-08) and methods no route should see (PRX-16)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from yarl import URL
 
 from gateway.sessions import COOKIE_NAME
-from tests.integration.gateway_browser import browser, csrf_token, login, logout
+from tests.integration.gateway_browser import browser, callback_of, csrf_token, login, logout
 from tests.integration.gateway_stack import Stack, StartGateway, session_cookie
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -75,8 +75,8 @@ async def _raw(host: str, port: int, request: bytes) -> bytes:
     return head
 
 
-async def alive(http: aiohttp.ClientSession, stack: Stack) -> bool:
-    async with http.get(stack.gateway + "/homepage", allow_redirects=False) as page:
+async def alive(http: aiohttp.ClientSession, stack: Stack, path: str = "/homepage") -> bool:
+    async with http.get(stack.gateway + path, allow_redirects=False) as page:
         return page.status == 200
 
 
@@ -112,4 +112,35 @@ async def test_ses08_the_page_s_logout_ends_the_session_and_names_the_idp_logout
         await login(http, stack, "/homepage")
         idp_logout = await logout(http, stack)
         assert idp_logout.startswith(stack.emulator.config.urls.browser + "/oauth2/logout?")
+        assert not await alive(http, stack)
+
+
+@pytest.mark.parametrize(("path", "iss", "status"), [
+    pytest.param("/homepage", "https://evil.example", 403, id="IAS login, another issuer"),
+    pytest.param("/xsuaa/homepage", "https://evil.example/oauth/token", 403, id="XSUAA, another issuer"),
+    pytest.param("/homepage", "{ias}", 200, id="IAS login, its own issuer"),
+    pytest.param("/xsuaa/homepage", "{xsuaa}/oauth/token", 200, id="XSUAA login, its own issuer"),
+])
+async def test_oidc08_an_authorization_response_from_another_issuer_is_refused(
+        start_gateway: StartGateway, path: str, iss: str, status: int) -> None:
+    stack = await start_gateway()
+    urls = stack.emulator.config.urls
+    issuer = iss.format(ias=urls.ias, xsuaa=urls.xsuaa_issuer.removesuffix("/oauth/token"))
+    async with browser(stack) as http:
+        callback = await callback_of(http, stack, path)
+        # The emulator's answer carries its own iss: replaced, as an answer of another IdP would.
+        async with http.get(URL(callback).update_query(iss=issuer), allow_redirects=False) as back:
+            assert back.status == status
+            assert ("another identity provider" in await back.text()) == (status == 403)
+        assert await alive(http, stack, path) == (status == 200)
+
+
+async def test_oidc08_an_authorization_response_naming_two_issuers_is_refused(
+        start_gateway: StartGateway) -> None:
+    stack = await start_gateway()
+    async with browser(stack) as http:
+        callback = await callback_of(http, stack, "/homepage")
+        async with http.get(URL(callback).extend_query(iss="https://evil.example"),
+                            allow_redirects=False) as back:
+            assert back.status == 403
         assert not await alive(http, stack)
