@@ -104,6 +104,13 @@ def test_the_cpi_role_is_marked_present_or_missing(client: FlaskClient, mocked: 
     assert (mark in page) == (marked == "present")
 
 
+def test_the_exchanged_token_is_labelled_as_not_signature_checked_here(
+        client: FlaskClient, mocked: responses.RequestsMock) -> None:
+    token_call(mocked)
+    iflow_call(mocked)
+    assert "its signature is CPI's to check" in page_of(client)  # EXC-05: labelled, not implied
+
+
 def test_times_are_shown_in_utc_beside_the_number(client: FlaskClient,
                                                   mocked: responses.RequestsMock) -> None:
     token_call(mocked)
