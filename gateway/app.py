@@ -356,7 +356,8 @@ def _landing(return_to: str) -> web.Response:
 
 
 def _page(request: web.Request, status: int, text: str) -> web.Response:
-    body = (f"<!DOCTYPE html><html><head><title>frontrouter</title></head><body><p>{text}</p>"
+    body = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+            f"<title>frontrouter</title></head><body><p>{text}</p>"
             f'<p><a href="/">Start again</a></p><p>Correlation ID: {request[_CID]}</p></body></html>')
     return web.Response(status=status, text=body, content_type="text/html", headers=NO_STORE)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,17 +66,17 @@ class GatewaySettings:
                                 f"{route.destination!r}, which the 'destinations' variable lacks")
         redis = _collect(problems, lambda: redis_store_from_env(environ))
         secret = _collect(problems, lambda: session_secret_from_env(environ, shared=redis is not None))
-        timeout = _minutes(environ, "SESSION_TIMEOUT", app_config.session_timeout_minutes
-                           if app_config and app_config.session_timeout_minutes
-                           else DEFAULT_SESSION_TIMEOUT_MINUTES, problems)
-        refresh = _minutes(environ, "JWT_REFRESH", DEFAULT_JWT_REFRESH_MINUTES, problems, zero_ok=True)
+        timeout = _timeout_seconds(environ, app_config.session_timeout_minutes
+                                   if app_config and app_config.session_timeout_minutes
+                                   else DEFAULT_SESSION_TIMEOUT_MINUTES, problems)
+        refresh = _int(environ, "JWT_REFRESH", DEFAULT_JWT_REFRESH_MINUTES, problems)  # minutes, 0: off
         hops = _int(environ, "TRUSTED_PROXY_HOPS", 1 if "VCAP_APPLICATION" in environ else 0, problems)
         port = _int(environ, "PORT", DEFAULT_PORT, problems)
         if problems:
             raise ConfigError(problems)
         assert identity is not None and app_config is not None and secret is not None
         return cls(app_config=app_config, destinations=destinations, identity=identity,
-                   session_timeout_seconds=timeout * 60, jwt_refresh_seconds=refresh * 60,
+                   session_timeout_seconds=timeout, jwt_refresh_seconds=refresh * 60,
                    session_secret=secret, redis=redis, trusted_proxy_hops=hops, port=port,
                    host=environ.get("XS_BIND_ADDRESS", "0.0.0.0"))  # noqa: S104 - as approuter
 
@@ -144,9 +145,15 @@ def _int(environ: Mapping[str, str], name: str, default: int, problems: list[str
     return int(value)
 
 
-def _minutes(environ: Mapping[str, str], name: str, default: int, problems: list[str], *,
-             zero_ok: bool = False) -> int:
-    minutes = _int(environ, name, default, problems)
-    if minutes == 0 and not zero_ok:
-        problems.append(f"{name} must be at least 1 minute")
-    return minutes
+def _timeout_seconds(environ: Mapping[str, str], default_minutes: int, problems: list[str]) -> int:
+    """SESSION_TIMEOUT in whole seconds: minutes as approuter, and also a decimal fraction
+    (``0.05`` = 3 s), which approuter does not take, so that a test of the idle timeout need not
+    wait a minute; at least 1 second."""
+    value = environ.get("SESSION_TIMEOUT")
+    if value is None:
+        return default_minutes * 60
+    seconds = round(float(value) * 60) if re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,9})?", value) else 0
+    if seconds < 1:
+        problems.append(f"SESSION_TIMEOUT={value!r} must be minutes above 0, e.g. 15 (or 0.05 for 3 s)")
+        return default_minutes * 60
+    return seconds

@@ -76,14 +76,15 @@ class Output:
         return "\n".join(self.lines)
 
 
-def environ(workspace: Path) -> dict[str, str]:
-    """A clean environment with four distinct free ports and ``workspace`` for the emulator."""
+def environ(workspace: Path, **extra: str) -> dict[str, str]:
+    """A clean environment with four distinct free ports and ``workspace`` for the emulator, plus
+    ``extra`` (e.g. ``SESSION_TIMEOUT``: ``./dev run`` passes its environment on)."""
     ports: set[int] = set()
     while len(ports) < 4:
         ports.add(free_port())
     https, http, app, gateway = sorted(ports)
     return clean_environ(EMULATOR_HTTPS_PORT=str(https), EMULATOR_HTTP_PORT=str(http), APP_PORT=str(app),
-                         GATEWAY_PORT=str(gateway), EMULATOR_WORKSPACE=str(workspace))
+                         GATEWAY_PORT=str(gateway), EMULATOR_WORKSPACE=str(workspace), **extra)
 
 
 def descendants(pid: int) -> dict[int, str]:
@@ -118,7 +119,8 @@ def alive(pid: int) -> bool:
 
 
 @contextmanager
-def started_local_run(workspace: Path) -> Iterator[tuple[subprocess.Popen[str], Output, dict[str, str]]]:
+def started_local_run(workspace: Path, **extra: str) -> Iterator[tuple[subprocess.Popen[str], Output,
+                                                                       dict[str, str]]]:
     """``python -m emulator.local_run`` on free ports, not yet waited for; on exit Ctrl-C (SIGINT)
     and SIGKILL for any child still alive, so that no gunicorn worker or emulator outlives a test.
 
@@ -127,7 +129,7 @@ def started_local_run(workspace: Path) -> Iterator[tuple[subprocess.Popen[str], 
     """
     if not Path("/proc/self/stat").exists():
         pytest.skip("needs /proc to find the child processes")
-    env = environ(workspace)
+    env = environ(workspace, **extra)
     process = subprocess.Popen(  # noqa: S603 - a fixed argv of this interpreter
         [sys.executable, "-m", "emulator.local_run"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -200,9 +202,10 @@ class LocalStack:
 
 
 @contextmanager
-def local_stack(workspace: Path) -> Iterator[LocalStack]:
-    """The whole ``./dev run`` scenario, ready (its banner ended), stopped on exit."""
-    with started_local_run(workspace) as (_, output, env):
+def local_stack(workspace: Path, **extra: str) -> Iterator[LocalStack]:
+    """The whole ``./dev run`` scenario, ready (its banner ended), stopped on exit; ``extra``
+    variables go into its environment."""
+    with started_local_run(workspace, **extra) as (_, output, env):
         output.until(READY_LINE, START_DEADLINE_S)
         banner = "\n".join(output.lines)
         # The CA as the banner names it (the curl line's --cacert), not as we guess it.

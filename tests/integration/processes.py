@@ -25,7 +25,8 @@ POLL_INTERVAL_S = 0.05
 #: other trusted CAs (the test CA must be the only one), gunicorn options and proxies.
 _STRIPPED_PREFIXES = ("VCAP_", "CF_", "IFLOW_", "CPI_", "REQUIRED_SCOPE", "LOG_", "PORT",
                       "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_", "WEB_CONCURRENCY",
-                      "GUNICORN_")
+                      "GUNICORN_", "SESSION_", "JWT_REFRESH", "XS_", "TRUSTED_PROXY_HOPS", "destinations",
+                      "EMULATOR_", "APP_PORT", "GATEWAY_PORT")
 _PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 

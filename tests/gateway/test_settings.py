@@ -1,0 +1,36 @@
+"""The gateway's environment: SESSION_TIMEOUT in minutes (approuter's unit; a decimal fraction
+too, for tests of the idle timeout), JWT_REFRESH; a bad value stops the start, named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.settings import GatewaySettings
+from seccore import ConfigError
+from tests import factories
+
+BASE = {"VCAP_SERVICES": json.dumps(factories.vcap_services()), "SESSION_SECRET": "s" * 48,
+        "destinations": json.dumps([{"name": "frontapp", "url": "http://127.0.0.1:8080"}])}
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    (None, 15 * 60),  # xs-app.json's sessionTimeout
+    ("15", 900), ("1", 60), ("0.05", 3), ("0.5", 30), ("120", 7200),
+])
+def test_session_timeout_is_minutes(value: str | None, seconds: int) -> None:
+    env = BASE if value is None else {**BASE, "SESSION_TIMEOUT": value}
+    assert GatewaySettings.from_env(env).session_timeout_seconds == seconds
+
+
+@pytest.mark.parametrize("value", ["0", "0.001", "-1", "abc", "1e3", "", " 5", "5 min", "NaN", "inf"])
+def test_a_session_timeout_that_is_not_a_positive_duration_stops_the_start(value: str) -> None:
+    with pytest.raises(ConfigError, match="SESSION_TIMEOUT"):
+        GatewaySettings.from_env({**BASE, "SESSION_TIMEOUT": value})
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(None, 300), ("0", 0), ("10", 600)])
+def test_jwt_refresh_is_whole_minutes_and_zero_switches_it_off(value: str | None, seconds: int) -> None:
+    env = BASE if value is None else {**BASE, "JWT_REFRESH": value}
+    assert GatewaySettings.from_env(env).jwt_refresh_seconds == seconds
