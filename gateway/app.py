@@ -193,8 +193,14 @@ async def _session(gw: Gateway, request: web.Request) -> tuple[str, dict[str, An
     if sid is None:
         return "", None
     session = await gw.store.get(sid)
-    if session is not None:  # idle timeout: every request keeps the session alive
-        await gw.store.touch(sid, gw.settings.session_timeout_seconds)
+    if session is None:
+        return sid, None
+    # Absolute lifetime: activity keeps a session from idling out, but not beyond this. A
+    # session without a login time predates the limit and is treated as expired.
+    if time.time() - session.get("created", 0.0) > gw.settings.session_max_lifetime_seconds:
+        await gw.store.delete(sid)
+        return sid, None
+    await gw.store.touch(sid, gw.settings.session_timeout_seconds)  # idle timeout
     return sid, session
 
 
@@ -248,7 +254,7 @@ async def _callback(request: web.Request) -> web.StreamResponse:
     # older session may be another user's (a planted cookie, a shared browser), and an IAS
     # user and an XSUAA user cannot be told to be the same person. The old id dies.
     old_sid, _ = await _session(gw, request)
-    session = {"tokens": {pending["kind"]: _stored(tokens)}}
+    session = {"tokens": {pending["kind"]: _stored(tokens)}, "created": time.time()}
     sid = new_session_id()
     await gw.store.set(sid, session, gw.settings.session_timeout_seconds)
     if old_sid:

@@ -22,6 +22,8 @@ __all__ = ["Destination", "GatewaySettings"]
 HERE = Path(__file__).resolve().parent
 DEFAULT_PORT = 5000  # approuter's
 DEFAULT_JWT_REFRESH_MINUTES = 5  # approuter's JWT_REFRESH
+#: A session ends this long after its login, however active (ASVS 7.3.2); approuter has no such limit.
+DEFAULT_SESSION_MAX_LIFETIME_MINUTES = 8 * 60
 DEFAULT_DESTINATION_TIMEOUT_MS = 30_000  # approuter's; approuter's "0 = none" is not offered
 _DESTINATION_KEYS = {"name", "url", "forwardAuthToken", "timeout"}
 
@@ -47,6 +49,7 @@ class GatewaySettings:
     port: int
     host: str = "0.0.0.0"  # noqa: S104 - Cloud Foundry routes to the container's interface
     max_request_body: int = 10 * 1024 * 1024
+    session_max_lifetime_seconds: int = DEFAULT_SESSION_MAX_LIFETIME_MINUTES * 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> GatewaySettings:
@@ -70,6 +73,9 @@ class GatewaySettings:
                                    if app_config and app_config.session_timeout_minutes
                                    else DEFAULT_SESSION_TIMEOUT_MINUTES, problems)
         refresh = _int(environ, "JWT_REFRESH", DEFAULT_JWT_REFRESH_MINUTES, problems)  # minutes, 0: off
+        lifetime = _int(environ, "SESSION_MAX_LIFETIME", DEFAULT_SESSION_MAX_LIFETIME_MINUTES, problems)
+        if lifetime < 1:
+            problems.append("SESSION_MAX_LIFETIME must be at least 1 minute")
         hops = _int(environ, "TRUSTED_PROXY_HOPS", 1 if "VCAP_APPLICATION" in environ else 0, problems)
         port = _int(environ, "PORT", DEFAULT_PORT, problems)
         if problems:
@@ -78,6 +84,7 @@ class GatewaySettings:
         return cls(app_config=app_config, destinations=destinations, identity=identity,
                    session_timeout_seconds=timeout, jwt_refresh_seconds=refresh * 60,
                    session_secret=secret, redis=redis, trusted_proxy_hops=hops, port=port,
+                   session_max_lifetime_seconds=lifetime * 60,
                    host=environ.get("XS_BIND_ADDRESS", "0.0.0.0"))  # noqa: S104 - as approuter
 
 

@@ -34,3 +34,15 @@ def test_a_session_timeout_that_is_not_a_positive_duration_stops_the_start(value
 def test_jwt_refresh_is_whole_minutes_and_zero_switches_it_off(value: str | None, seconds: int) -> None:
     env = BASE if value is None else {**BASE, "JWT_REFRESH": value}
     assert GatewaySettings.from_env(env).jwt_refresh_seconds == seconds
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(None, 8 * 3600), ("60", 3600), ("720", 12 * 3600)])
+def test_session_max_lifetime_is_minutes_with_8_hours_by_default(value: str | None, seconds: int) -> None:
+    env = BASE if value is None else {**BASE, "SESSION_MAX_LIFETIME": value}
+    assert GatewaySettings.from_env(env).session_max_lifetime_seconds == seconds
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "8h", ""])
+def test_a_session_max_lifetime_below_a_minute_stops_the_start(value: str) -> None:
+    with pytest.raises(ConfigError, match="SESSION_MAX_LIFETIME"):
+        GatewaySettings.from_env({**BASE, "SESSION_MAX_LIFETIME": value})

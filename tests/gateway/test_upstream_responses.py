@@ -170,7 +170,7 @@ async def test_the_session_survives_a_backend_that_tries_to_end_it(start_gateway
     store, sid = MemoryStore(), new_session_id()
     tokens = {"forward": "user-token", "refresh_token": None, "expires_at": time.time() + 3600,
               "scopes": [], "id_token": None}
-    await store.set(sid, {"tokens": {"xsuaa": tokens}}, 900)
+    await store.set(sid, {"tokens": {"xsuaa": tokens}, "created": time.time()}, 900)
     gateway = await start_gateway(store=store)
     jar, signed = gateway.session.cookie_jar, sign_session_id(sid, SECRET.encode())
     jar.update_cookies({COOKIE_NAME: signed}, gateway.make_url("/"))

@@ -296,3 +296,25 @@ async def test_after_login_the_browser_returns_only_to_the_path_it_asked_for(
             assert replay.status == 400 and "Location" not in replay.headers  # the state is single use
         async with http.get(stack.gateway + "/", allow_redirects=False) as welcome:
             assert welcome.headers["Location"] == "/homepage"
+
+
+@pytest.mark.parametrize(("age_s", "status"), [
+    pytest.param(60, 200, id="a minute old"),
+    pytest.param(8 * 3600 - 60, 200, id="just under 8 h"),
+    pytest.param(8 * 3600 + 60, 302, id="just over 8 h: log in again"),
+])
+async def test_ses06_an_active_session_ends_8_hours_after_its_login(start_gateway: StartGateway,
+                                                                    age_s: int, status: int) -> None:
+    store = await given(MemoryStore())
+    stack = await start_gateway(store=store)
+    async with browser(stack) as http:
+        await login(http, stack, "/homepage")
+        sid = unsign_session_id(session_cookie(http, stack), SECRET.encode())
+        assert sid is not None
+        session = await store.get(sid)
+        assert session is not None
+        session["created"] -= age_s  # as if the login was that long ago (activity since: no idling)
+        await store.set(sid, session, 900)
+        async with http.get(stack.gateway + "/homepage", allow_redirects=False) as page:
+            assert page.status == status
+        assert (await store.get(sid) is None) == (status == 302)  # an expired session is deleted
