@@ -44,6 +44,8 @@ log = logging.getLogger("gateway")
 
 LOGIN_COOKIE = "frontrouter_login"
 LOGIN_TTL_SECONDS = 300
+#: Platform probes reach the container by its address, not by a route's host name.
+UNCHECKED_HOST_PATHS = frozenset({"/health", "/ready"})
 #: The methods a route may be asked for; anything else is 405 before routing.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SECURITY_HEADERS = {"X-Frame-Options": "SAMEORIGIN", "Content-Security-Policy": "frame-ancestors 'self'",
@@ -114,7 +116,11 @@ async def _headers(request: web.Request, handler: Any) -> web.StreamResponse:
     correlation_id.set(request[_CID])
     started = time.perf_counter()
     try:
-        response = await handler(request)
+        settings = request.app[_STATE].settings
+        if request.path not in UNCHECKED_HOST_PATHS and not settings.serves_host(request.host):
+            response = error_response(request, 400, request[_CID])  # not ours: build nothing from it
+        else:
+            response = await handler(request)
     except StoreUnavailable:
         response = error_response(request, 503, request[_CID])
         response.headers["Retry-After"] = "5"

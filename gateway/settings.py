@@ -24,6 +24,8 @@ DEFAULT_PORT = 5000  # approuter's
 DEFAULT_JWT_REFRESH_MINUTES = 5  # approuter's JWT_REFRESH
 #: A session ends this long after its login, however active (ASVS 7.3.2); approuter has no such limit.
 DEFAULT_SESSION_MAX_LIFETIME_MINUTES = 8 * 60
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+_HOST = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?")
 DEFAULT_DESTINATION_TIMEOUT_MS = 30_000  # approuter's; approuter's "0 = none" is not offered
 _DESTINATION_KEYS = {"name", "url", "forwardAuthToken", "timeout"}
 
@@ -50,6 +52,17 @@ class GatewaySettings:
     host: str = "0.0.0.0"  # noqa: S104 - Cloud Foundry routes to the container's interface
     max_request_body: int = 10 * 1024 * 1024
     session_max_lifetime_seconds: int = DEFAULT_SESSION_MAX_LIFETIME_MINUTES * 60
+    #: the Host values this gateway answers to (its routes); empty: loopback names only
+    public_hosts: frozenset[str] = frozenset()
+
+    def serves_host(self, host: str) -> bool:
+        """Whether ``host`` (a Host header) names this gateway. Redirect URIs and the logout page
+        are built from it, so a forged Host must not get that far (OIDC-11)."""
+        host = host.lower()
+        name = host if host.endswith("]") else host.rsplit(":", 1)[0]  # "[::1]:5000" -> "[::1]"
+        if self.public_hosts:
+            return host in self.public_hosts or name in self.public_hosts
+        return name in LOOPBACK_NAMES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> GatewaySettings:
@@ -76,6 +89,7 @@ class GatewaySettings:
         lifetime = _int(environ, "SESSION_MAX_LIFETIME", DEFAULT_SESSION_MAX_LIFETIME_MINUTES, problems)
         if lifetime < 1:
             problems.append("SESSION_MAX_LIFETIME must be at least 1 minute")
+        hosts = _public_hosts(environ, problems)
         hops = _int(environ, "TRUSTED_PROXY_HOPS", 1 if "VCAP_APPLICATION" in environ else 0, problems)
         port = _int(environ, "PORT", DEFAULT_PORT, problems)
         if problems:
@@ -84,7 +98,7 @@ class GatewaySettings:
         return cls(app_config=app_config, destinations=destinations, identity=identity,
                    session_timeout_seconds=timeout, jwt_refresh_seconds=refresh * 60,
                    session_secret=secret, redis=redis, trusted_proxy_hops=hops, port=port,
-                   session_max_lifetime_seconds=lifetime * 60,
+                   session_max_lifetime_seconds=lifetime * 60, public_hosts=hosts,
                    host=environ.get("XS_BIND_ADDRESS", "0.0.0.0"))  # noqa: S104 - as approuter
 
 
@@ -164,3 +178,21 @@ def _timeout_seconds(environ: Mapping[str, str], default_minutes: int, problems:
         problems.append(f"SESSION_TIMEOUT={value!r} must be minutes above 0, e.g. 15 (or 0.05 for 3 s)")
         return default_minutes * 60
     return seconds
+
+
+def _public_hosts(environ: Mapping[str, str], problems: list[str]) -> frozenset[str]:
+    """PUBLIC_HOSTS (comma-separated ``host`` or ``host:port``), else the routes Cloud Foundry
+    mapped to the app (VCAP_APPLICATION ``application_uris``), else none (loopback only)."""
+    if "PUBLIC_HOSTS" in environ:
+        hosts = [h.strip().lower() for h in environ["PUBLIC_HOSTS"].split(",") if h.strip()]
+        bad = [h for h in hosts if not _HOST.fullmatch(h)]
+        if bad or not hosts:
+            problems.append(f"PUBLIC_HOSTS must list host names such as app.example.com, not "
+                            f"{bad or '(none)'}")
+        return frozenset(hosts)
+    try:
+        uris = json.loads(environ.get("VCAP_APPLICATION", "{}")).get("application_uris", [])
+    except (ValueError, AttributeError):
+        problems.append("VCAP_APPLICATION is not a JSON object")
+        return frozenset()
+    return frozenset(str(uri).split("/", 1)[0].lower() for uri in uris if isinstance(uri, str) and uri)

@@ -11,6 +11,7 @@ from gateway.settings import GatewaySettings
 from seccore import ConfigError
 from tests import factories
 
+CF = {"VCAP_APPLICATION": json.dumps({"application_uris": ["frontrouter.cfapps.eu10.hana.ondemand.com"]})}
 BASE = {"VCAP_SERVICES": json.dumps(factories.vcap_services()), "SESSION_SECRET": "s" * 48,
         "destinations": json.dumps([{"name": "frontapp", "url": "http://127.0.0.1:8080"}])}
 
@@ -46,3 +47,27 @@ def test_session_max_lifetime_is_minutes_with_8_hours_by_default(value: str | No
 def test_a_session_max_lifetime_below_a_minute_stops_the_start(value: str) -> None:
     with pytest.raises(ConfigError, match="SESSION_MAX_LIFETIME"):
         GatewaySettings.from_env({**BASE, "SESSION_MAX_LIFETIME": value})
+
+
+@pytest.mark.parametrize(("env", "host", "served"), [
+    pytest.param({}, "localhost:5000", True, id="local: localhost"),
+    pytest.param({}, "127.0.0.1:5000", True, id="local: 127.0.0.1"),
+    pytest.param({}, "[::1]:5000", True, id="local: ::1"),
+    pytest.param({}, "evil.example", False, id="local: another name"),
+    pytest.param({}, "localhost.evil.example", False, id="local: a name that starts like localhost"),
+    pytest.param(CF, "frontrouter.cfapps.eu10.hana.ondemand.com", True, id="CF: its route"),
+    pytest.param(CF, "localhost", False, id="CF: not loopback"),
+    pytest.param({"VCAP_APPLICATION": json.dumps({"application_uris": ["a.example.com/app"]})},
+                 "A.example.com", True, id="CF: route with a path, any case"),
+    pytest.param({"PUBLIC_HOSTS": "app.example.com, other.example.com:8443"}, "other.example.com:8443", True,
+                 id="PUBLIC_HOSTS"),
+    pytest.param({"PUBLIC_HOSTS": "app.example.com"}, "evil.example", False, id="PUBLIC_HOSTS: another"),
+])
+def test_the_gateway_answers_only_to_its_own_host_names(env: dict[str, str], host: str, served: bool) -> None:
+    assert GatewaySettings.from_env({**BASE, **env}).serves_host(host) is served
+
+
+@pytest.mark.parametrize("value", ["", "https://app.example.com", "app.example.com/x", "a b"])
+def test_public_hosts_that_are_not_host_names_stop_the_start(value: str) -> None:
+    with pytest.raises(ConfigError, match="PUBLIC_HOSTS"):
+        GatewaySettings.from_env({**BASE, "PUBLIC_HOSTS": value})

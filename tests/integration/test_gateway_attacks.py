@@ -1,5 +1,6 @@
 """Attacks on the gateway from the catalogue (../shared/reference/security-catalogue.md) that
 need it running: a planted session (SES-01, OIDC-22), a login answer from another IdP (OIDC-08),
+a forged Host (OIDC-11),
 a logout forced by another site (SES-08) and methods no route should see (PRX-16)."""
 
 from __future__ import annotations
@@ -144,3 +145,25 @@ async def test_oidc08_an_authorization_response_naming_two_issuers_is_refused(
                             allow_redirects=False) as back:
             assert back.status == 403
         assert not await alive(http, stack)
+
+
+@pytest.mark.parametrize("headers", [
+    pytest.param({"Host": "evil.example"}, id="Host"),
+    pytest.param({"Host": "evil.example:443", "X-Forwarded-Host": "evil.example"}, id="both"),
+])
+async def test_oidc11_a_forged_host_gets_no_login_redirect_built_from_it(start_gateway: StartGateway,
+                                                                        headers: dict[str, str]) -> None:
+    stack = await start_gateway()
+    async with browser(stack) as http, http.get(stack.gateway + "/homepage", headers=headers,
+                                                allow_redirects=False) as answer:
+        assert answer.status == 400 and "Location" not in answer.headers
+        assert "evil.example" not in await answer.text()
+
+
+async def test_oidc11_x_forwarded_host_is_never_believed(start_gateway: StartGateway) -> None:
+    stack = await start_gateway(TRUSTED_PROXY_HOPS="1")
+    async with browser(stack) as http, http.get(stack.gateway + "/homepage", allow_redirects=False,
+                                                headers={"X-Forwarded-Host": "evil.example"}) as answer:
+        assert answer.status == 302
+        redirect_uri = URL(answer.headers["Location"]).query["redirect_uri"]
+        assert redirect_uri == stack.gateway + "/login/callback"
