@@ -44,6 +44,8 @@ log = logging.getLogger("gateway")
 
 LOGIN_COOKIE = "frontrouter_login"
 LOGIN_TTL_SECONDS = 300
+#: A year; no includeSubDomains: the gateway does not own its parent domain (cfapps...).
+HSTS = "max-age=31536000"
 #: Platform probes reach the container by its address, not by a route's host name.
 UNCHECKED_HOST_PATHS = frozenset({"/health", "/ready"})
 #: The methods a route may be asked for; anything else is 405 before routing.
@@ -138,6 +140,8 @@ async def _response_headers(request: web.Request, response: web.StreamResponse) 
         response.headers.setdefault(name, value)
     if _CID in request:
         response.headers.setdefault("x-correlationid", request[_CID])
+    if _scheme(request.app[_STATE], request) == "https":  # HSTS only means something over HTTPS
+        response.headers.setdefault(hdrs.STRICT_TRANSPORT_SECURITY, HSTS)
     # aiohttp adds "Server: Python/3.x aiohttp/3.y" before this hook runs; like a backend's banner
     # (dropped in gateway.proxy), it only helps an attacker pick exploits (ASVS 5 13.4.6).
     response.headers.popall(hdrs.SERVER, None)
@@ -381,9 +385,13 @@ def _stored(tokens: Tokens) -> dict[str, Any]:
 
 def _origin(gw: Gateway, request: web.Request) -> str:
     """This gateway's public origin, for redirect URIs: the trusted proxy's view when behind one."""
-    proto = request.scheme
+    return f"{_scheme(gw, request)}://{urlsplit('//' + request.host).netloc}"
+
+
+def _scheme(gw: Gateway, request: web.Request) -> str:
+    """How the browser reached us: the trusted proxy's X-Forwarded-Proto when behind one."""
     if gw.settings.trusted_proxy_hops:
         forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
-        proto = forwarded if forwarded in ("http", "https") else proto
-    host = request.host
-    return f"{proto}://{urlsplit('//' + host).netloc}"
+        if forwarded in ("http", "https"):
+            return forwarded
+    return request.scheme

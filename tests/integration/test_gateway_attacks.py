@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from gateway.sessions import COOKIE_NAME
+from gateway.sessions import COOKIE_NAME, MemoryStore
 from tests.integration.gateway_browser import browser, callback_of, csrf_token, login, logout
-from tests.integration.gateway_stack import Stack, StartGateway, session_cookie
+from tests.integration.gateway_stack import Stack, StartGateway, given, session_cookie
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -167,3 +167,120 @@ async def test_oidc11_x_forwarded_host_is_never_believed(start_gateway: StartGat
         assert answer.status == 302
         redirect_uri = URL(answer.headers["Location"]).query["redirect_uri"]
         assert redirect_uri == stack.gateway + "/login/callback"
+
+
+# --- login transactions (OIDC-12, OIDC-16, OIDC-17, OIDC-18) ------------------------------------
+
+async def test_oidc12_an_idp_error_is_a_generic_page_with_nothing_reflected(
+        start_gateway: StartGateway) -> None:
+    stack = await start_gateway()
+    async with browser(stack) as http:
+        callback = URL(await callback_of(http, stack, "/homepage"))
+        failed = callback.with_query(state=callback.query["state"], error="access_denied",
+                                     error_description="<script>alert(1)</script>")
+        async with http.get(failed, allow_redirects=False) as page:
+            assert page.status == 403
+            text = await page.text()
+        assert "did not log you in" in text and "<script>" not in text and "access_denied" not in text
+        assert not await alive(http, stack)
+
+
+async def test_oidc16_of_two_logins_started_in_two_tabs_the_last_completes_and_the_other_fails_cleanly(
+        start_gateway: StartGateway) -> None:
+    stack = await start_gateway()
+    async with browser(stack) as http:
+        first = await callback_of(http, stack, "/homepage")
+        second = await callback_of(http, stack, "/xsuaa/homepage")  # the same browser: one login cookie
+        async with http.get(first, allow_redirects=False) as stale:
+            assert stale.status == 400 and "Open the page again" in await stale.text()
+        async with http.get(second, allow_redirects=False) as done:
+            assert done.status == 200
+        assert await alive(http, stack, "/xsuaa/homepage")
+        # One session cookie, the login cookie gone: nothing accumulates per started login.
+        names = http.cookie_jar.filter_cookies(URL(stack.gateway))  # ports aside: the emulator's too
+        assert {name for name in names if name.startswith("frontrouter")} == {COOKIE_NAME}
+
+
+async def test_oidc17_a_login_transaction_that_is_gone_cannot_be_completed(
+        start_gateway: StartGateway) -> None:
+    store = await given(MemoryStore())
+    stack = await start_gateway(store=store)
+    async with browser(stack) as http:
+        callback = URL(await callback_of(http, stack, "/homepage"))
+        await store.delete(f"login:{callback.query['state']}")  # as after LOGIN_TTL_SECONDS (5 min)
+        async with http.get(callback, allow_redirects=False) as late:
+            assert late.status == 400 and "took too long" in await late.text()
+        assert not await alive(http, stack)
+
+
+@pytest.mark.parametrize(("path", "scope"), [("/homepage", "openid"), ("/xsuaa/homepage", None)])
+async def test_oidc18_the_login_asks_for_openid_only(start_gateway: StartGateway, path: str,
+                                                    scope: str | None) -> None:
+    """IAS: openid. XSUAA: no scope parameter, so XSUAA grants the user's scopes of this app."""
+    stack = await start_gateway()
+    async with browser(stack) as http, http.get(stack.gateway + path, allow_redirects=False) as first:
+        assert URL(first.headers["Location"]).query.get("scope") == scope
+
+
+# --- cookies, CORS, headers (SES-02, SES-12, SES-17) --------------------------------------------
+
+async def test_ses02_the_session_cookie_is_secure_httponly_lax_host_wide(start_gateway: StartGateway) -> None:
+    stack = await start_gateway()
+    async with browser(stack) as http:
+        callback = await callback_of(http, stack, "/homepage")
+        async with http.get(callback, allow_redirects=False) as done:
+            cookies = [c for c in done.headers.getall("Set-Cookie") if c.startswith(COOKIE_NAME + "=")]
+    (cookie,) = cookies
+    attributes = {part.strip().split("=", 1)[0].lower() for part in cookie.split(";")[1:]}
+    assert {"secure", "httponly", "samesite", "path"} <= attributes and "domain" not in attributes
+    assert "SameSite=Lax" in cookie and "Path=/" in cookie
+    assert "max-age" not in attributes and "expires" not in attributes  # a browser-session cookie
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "null"])
+async def test_ses12_no_cross_origin_read_is_allowed(start_gateway: StartGateway, origin: str) -> None:
+    stack = await start_gateway()
+    async with browser(stack) as http:
+        await login(http, stack, "/homepage")
+        preflight = {"Origin": origin, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "x-csrf-token"}
+        async with http.options(stack.gateway + "/homepage", headers=preflight) as answer:
+            assert "Access-Control-Allow-Origin" not in answer.headers
+        async with http.get(stack.gateway + "/homepage", headers={"Origin": origin}) as answer:
+            assert "Access-Control-Allow-Origin" not in answer.headers
+            assert "Access-Control-Allow-Credentials" not in answer.headers
+
+
+@pytest.mark.parametrize(("proto", "hsts"), [("https", True), ("http", False)])
+async def test_ses17_every_answer_carries_the_security_headers_and_hsts_over_https(
+        start_gateway: StartGateway, proto: str, hsts: bool) -> None:
+    stack = await start_gateway(TRUSTED_PROXY_HOPS="1")  # as behind the gorouter, which sets the proto
+    async with browser(stack) as http:
+        for path in ("/homepage", "/no-such-route", "/logout.html"):
+            async with http.get(stack.gateway + path, headers={"X-Forwarded-Proto": proto},
+                                allow_redirects=False) as answer:
+                assert answer.headers["X-Content-Type-Options"] == "nosniff"
+                assert answer.headers["Referrer-Policy"] == "no-referrer"
+                assert "frame-ancestors" in answer.headers["Content-Security-Policy"]
+                assert ("Strict-Transport-Security" in answer.headers) is hsts
+                assert "Server" not in answer.headers
+
+
+# --- request smuggling (PRX-07) -----------------------------------------------------------------
+
+@pytest.mark.parametrize("head", [
+    pytest.param(b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n", id="CL and TE"),
+    pytest.param(b"Content-Length: 4\r\nContent-Length: 5\r\n", id="two different CL"),
+    pytest.param(b"Transfer-Encoding: chunked, identity\r\n", id="TE chunked, identity"),
+    pytest.param(b"Transfer-Encoding : chunked\r\n", id="space before colon"),
+    pytest.param(b"Transfer-Encoding: xchunked\r\n", id="unknown coding"),
+])
+async def test_prx07_ambiguous_framing_is_400_and_nothing_reaches_the_upstream(start_gateway: StartGateway,
+                                                                              head: bytes) -> None:
+    stack = await start_gateway()
+    origin = URL(stack.gateway)
+    request = (b"POST /static/x HTTP/1.1\r\nHost: " + f"{origin.host}:{origin.port}".encode() + b"\r\n"
+               + head + b"\r\n0\r\n\r\nGET /static/smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = await _raw(origin.host or "", origin.port or 80, request)
+    assert answer.split(b" ", 2)[1] in (b"400", b"405"), answer  # /static is GET/HEAD only: 405 at most
+    assert not any("smuggled" in str(seen) for seen in stack.echo.seen)
