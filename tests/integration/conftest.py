@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -23,8 +24,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture(scope="session")
-def upstream_server(pki: Pki) -> Iterator[Upstream]:
+@contextmanager
+def running_upstream(pki: Pki) -> Iterator[Upstream]:
+    """HTTPS stand-ins of XSUAA and CPI for the CPI client of the factories, stopped after."""
     server = Upstream(client_id=factories.CPI_CLIENT_ID, client_secret=factories.CPI_SECRET,
                       zone_id=factories.ZONE_ID)
     server.start(pki)
@@ -32,6 +34,12 @@ def upstream_server(pki: Pki) -> Iterator[Upstream]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream_server(pki: Pki) -> Iterator[Upstream]:
+    with running_upstream(pki) as server:
+        yield server
 
 
 @pytest.fixture

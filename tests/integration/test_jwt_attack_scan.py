@@ -55,7 +55,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests import factories
-from tests.integration.conftest import app_environ
+from tests.integration.conftest import app_environ, running_upstream
 from tests.integration.processes import RunningApp, clean_environ, free_port, running_gunicorn
 from tests.integration.servers import IFLOW_PATH, TOKEN_PATH, Pki, Upstream
 from tests.integration.test_app_under_gunicorn import homepage, user_token
@@ -281,13 +281,8 @@ ATTACKS = [
 def scan_upstream_server(pki: Pki) -> Iterator[Upstream]:
     """Stand-ins of XSUAA and CPI for this module alone: the key refetches that unknown kids cause
     stay out of the record the session's stand-ins keep (test_app_under_gunicorn.py counts them)."""
-    server = Upstream(client_id=factories.CPI_CLIENT_ID, client_secret=factories.CPI_SECRET,
-                      zone_id=factories.ZONE_ID)
-    server.start(pki)
-    try:
+    with running_upstream(pki) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
