@@ -29,6 +29,8 @@ __all__ = ["Flow", "FlowResult", "Step"]
 
 log = logging.getLogger(__name__)
 
+#: Token endpoint errors that mean the binding, not the user, is wrong: an operator must act.
+BROKEN_BINDING = frozenset({"invalid_client", "unauthorized_client"})
 NOT_CALLED_CROSS_SITE = ("not called: the page was opened from another site, which may not set the "
                          "iFlow off; send it from here")
 StepName = Literal["validate", "exchange", "role", "iflow"]
@@ -101,6 +103,9 @@ class Flow:
                 step.outcome = "failed"
                 step.note = exc.cause
             log.info("request refused", extra={"step": exc.step, "status": exc.status, "code": exc.code})
+            if getattr(exc, "server_error", "") in BROKEN_BINDING:  # every user fails until it is fixed
+                log.error("XSUAA refused the CPI binding's client (%s): check or renew the it-rt service key",
+                          exc.server_error)  # type: ignore[attr-defined]
         return result
 
     def _timed(self, result: FlowResult, name: str, work: Callable[[], T]) -> T:

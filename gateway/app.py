@@ -225,12 +225,16 @@ async def _login_or_401(gw: Gateway, request: web.Request, route: Route, path: s
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(16), new_code_verifier()
     kind = route.authentication_type
     redirect_uri = _origin(gw, request) + gw.settings.app_config.login_callback
+    return_to = path + (f"?{query}" if query else "")
+    try:
+        url = await gw.providers[kind].authorize_url(redirect_uri, state=state, nonce=nonce,
+                                                     code_verifier=verifier)
+    except LoginFailed as exc:  # e.g. the IAS discovery document cannot be read
+        log.warning("login not started: %s", exc)
+        return _page(request, 502, "The identity provider cannot be reached. Try again.", return_to)
     await gw.store.set(f"login:{state}", {"kind": kind, "verifier": verifier, "nonce": nonce,
-                                          "redirect_uri": redirect_uri,
-                                          "return_to": path + (f"?{query}" if query else "")},
+                                          "redirect_uri": redirect_uri, "return_to": return_to},
                        LOGIN_TTL_SECONDS)
-    url = await gw.providers[kind].authorize_url(redirect_uri, state=state, nonce=nonce,
-                                                 code_verifier=verifier)
     response = _redirect(url)
     gw.set_cookie(response, LOGIN_COOKIE, state, LOGIN_TTL_SECONDS)
     return response
@@ -250,16 +254,18 @@ async def _callback(request: web.Request) -> web.StreamResponse:
     if len(issuers) > 1 or (issuers and not gw.providers[pending["kind"]].issued(issuers[0])):
         # RFC 9207: the answer comes from another IdP than the one this login went to (mix-up).
         log.warning("login refused: the authorization response names another issuer")
-        return _page(request, 403, "The login answer came from another identity provider. Start again.")
+        return _page(request, 403, "The login answer came from another identity provider. Start again.",
+                     pending["return_to"])
     if "error" in request.query or not code:
-        return _page(request, 403, "The identity provider did not log you in.")
+        return _page(request, 403, "The identity provider did not log you in.", pending["return_to"])
     try:
         tokens = await gw.providers[pending["kind"]].redeem(
             code, redirect_uri=pending["redirect_uri"], code_verifier=pending["verifier"],
             nonce=pending["nonce"])
     except LoginFailed as exc:
         log.warning("login failed: %s", exc)
-        return _page(request, 502, "The identity provider could not complete the login. Try again.")
+        return _page(request, 502, "The identity provider could not complete the login. Try again.",
+                     pending["return_to"])
     # A login starts a new session under a new id (no fixation) and carries nothing over: an
     # older session may be another user's (a planted cookie, a shared browser), and an IAS
     # user and an XSUAA user cannot be told to be the same person. The old id dies.
@@ -362,20 +368,27 @@ def _landing(return_to: str) -> web.Response:
     (``Sec-Fetch-Site: cross-site``, SameSite=Strict cookies withheld), so the app could not
     tell the landing from another site's link. A refresh starts a new, same-origin navigation.
     """
-    if not return_to.startswith("/") or return_to.startswith("//") or "\\" in return_to:
-        return_to = "/"
-    target = html.escape(quote(return_to, safe=LANDING_SAFE))
+    target = _local_href(return_to)
     body = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
             f'<meta http-equiv="refresh" content="0;url={target}"><title>Signed in</title></head>'
             f'<body><p>Signed in. <a href="{target}">Continue</a></p></body></html>')
     return web.Response(status=200, text=body, content_type="text/html", headers=NO_STORE)
 
 
-def _page(request: web.Request, status: int, text: str) -> web.Response:
+def _page(request: web.Request, status: int, text: str, again: str = "/") -> web.Response:
+    """A page of the gateway's own: ``text`` (a constant, never input) and a way back to ``again``."""
     body = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
             f"<title>frontrouter</title></head><body><p>{text}</p>"
-            f'<p><a href="/">Start again</a></p><p>Correlation ID: {request[_CID]}</p></body></html>')
+            f'<p><a href="{_local_href(again)}">Start again</a></p><p>Correlation ID: {request[_CID]}</p>'
+            "</body></html>")
     return web.Response(status=status, text=body, content_type="text/html", headers=NO_STORE)
+
+
+def _local_href(path: str) -> str:
+    """``path`` for an HTML attribute, if it is a path of this origin; "/" otherwise."""
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        path = "/"
+    return html.escape(quote(path, safe=LANDING_SAFE))
 
 
 def _stored(tokens: Tokens) -> dict[str, Any]:

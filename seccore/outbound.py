@@ -62,9 +62,11 @@ def make_session(*, retries: int, retry_statuses: bool, pool_size: int = 32,
     ``retries`` counts connect errors (the request never left, so any method is safe);
     with ``retry_statuses`` the same budget also covers 429/502/503/504 answers. Read
     timeouts are never retried here: the caller decides whether the work is repeatable.
+    ``read=False``, not 0: with 0 urllib3 wraps the read timeout in MaxRetryError, which
+    requests turns into a ConnectionError, and a timeout would read as "not reachable".
     """
     policy = _BoundedRetry(
-        total=retries, connect=retries, read=0, other=0, redirect=0,
+        total=retries, connect=retries, read=False, other=0, redirect=0,
         status=retries if retry_statuses else 0,
         status_forcelist=TRANSIENT_STATUSES if retry_statuses else None,
         allowed_methods=None,  # every method: only pre-send failures and transient statuses
