@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import hdrs, web
 
 from gateway import csrf
-from gateway.oidc import IdentityProvider, LoginFailed, Tokens, new_code_verifier
+from gateway.oidc import CodeRefused, IdentityProvider, LoginFailed, Tokens, new_code_verifier
 from gateway.proxy import Forwarder, error_response, normalize_path, upstream_client
 from gateway.routes import Route, match
 from gateway.sessions import (
@@ -262,6 +262,12 @@ async def _callback(request: web.Request) -> web.StreamResponse:
         tokens = await gw.providers[pending["kind"]].redeem(
             code, redirect_uri=pending["redirect_uri"], code_verifier=pending["verifier"],
             nonce=pending["nonce"])
+    except CodeRefused as exc:
+        # Another browser's code pasted into this callback (code injection), a made-up or used
+        # one: the PKCE verifier of this login does not fit, so the IdP says invalid_grant. A bad
+        # request, not an IdP outage (502); no session either way (OIDC-06, RFC 9700 §4.5).
+        log.warning("login refused: %s", exc)
+        return _page(request, 400, "The login could not be completed. Start again.", pending["return_to"])
     except LoginFailed as exc:
         log.warning("login failed: %s", exc)
         return _page(request, 502, "The identity provider could not complete the login. Try again.",

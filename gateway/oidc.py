@@ -23,6 +23,7 @@ from urllib.parse import urlencode, urlsplit
 
 import certifi
 import httpx2
+from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
@@ -34,7 +35,7 @@ from seccore.bindings import ClientCredentials, IasBinding, XsuaaBinding
 from seccore.compact import unverified_parts
 from seccore.outbound import client_cert_files
 
-__all__ = ["IdentityProvider", "LoginFailed", "Tokens", "new_code_verifier", "tls_context"]
+__all__ = ["CodeRefused", "IdentityProvider", "LoginFailed", "Tokens", "new_code_verifier", "tls_context"]
 
 Kind = Literal["xsuaa", "ias"]
 LEEWAY_SECONDS = 60
@@ -42,6 +43,11 @@ LEEWAY_SECONDS = 60
 
 class LoginFailed(Exception):
     """The IdP refused or answered something unusable; the message is safe to show."""
+
+
+class CodeRefused(LoginFailed):
+    """The token endpoint refused the code itself (``invalid_grant``): another login's code,
+    a made-up or used one, or a PKCE verifier that does not fit it (RFC 6749 §5.2)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,12 @@ class IdentityProvider:
                 token = await client.fetch_token((await self._endpoints())["token_endpoint"], code=code,
                                                  redirect_uri=redirect_uri, code_verifier=code_verifier,
                                                  grant_type="authorization_code")
+            except OAuthError as exc:
+                # invalid_grant is about the code the browser brought, not the IdP's health: the
+                # caller answers 400, not 502 (catalogue OIDC-06, RFC 9700 §4.5).
+                failure = CodeRefused if exc.error == "invalid_grant" else LoginFailed
+                raise failure(f"the {self.kind.upper()} token endpoint refused the login code "
+                              f"({exc.error})") from exc
             except Exception as exc:  # noqa: BLE001 - Authlib/httpx raise many kinds; all mean "refused"
                 raise LoginFailed(f"the {self.kind.upper()} token endpoint refused the login code "
                                   f"({type(exc).__name__})") from exc
@@ -219,6 +231,10 @@ class IdentityProvider:
             try:
                 decoded = jwt.decode(id_token, keys, algorithms=["RS256"])
                 JWTClaimsRegistry(leeway=LEEWAY_SECONDS, **rules).validate(decoded.claims)
+                # joserfc also accepts a list that contains the value; a nonce is one string
+                # (OIDC Core §2), so nothing but this login's string passes (OIDC-04).
+                if nonce is not None and decoded.claims["nonce"] != nonce:
+                    raise LoginFailed("the IAS ID token is not acceptable (invalid_claim)")
                 self._check_azp(decoded.claims)
                 return decoded.claims
             except JoseError as exc:

@@ -7,12 +7,12 @@ import json
 import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
 import requests
 
-from gateway.oidc import IdentityProvider, LoginFailed, new_code_verifier
+from gateway.oidc import CodeRefused, IdentityProvider, LoginFailed, new_code_verifier
 from seccore import load_bindings
 from tests.emulator.conftest import RunningEmulator
 from tests.emulator.logindriver import CALLBACK, LOCAL, query, request_id, start_local
@@ -90,10 +90,10 @@ async def test_a_wrong_verifier_or_a_replayed_code_is_refused(emulator: RunningE
     verifier = new_code_verifier()
     url = await idp.authorize_url(CALLBACK, state="s", nonce="n", code_verifier=verifier)
     code = browse_to_callback(emulator, url)["code"]
-    with pytest.raises(LoginFailed):
+    with pytest.raises(CodeRefused):  # invalid_grant: the gateway answers 400 (OIDC-06)
         await idp.redeem(code, redirect_uri=CALLBACK, code_verifier="x" * 43, nonce="n")
     await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
-    with pytest.raises(LoginFailed):  # single use
+    with pytest.raises(CodeRefused):  # single use
         await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
 
 
@@ -134,3 +134,87 @@ async def test_an_id_token_that_fails_a_check_ends_the_login(emulator: RunningEm
     overrides(claims)  # the ID token is minted when the code is redeemed
     with pytest.raises(LoginFailed, match=words):
         await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
+
+
+@pytest.fixture
+def fault(emulator: RunningEmulator) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Queue an emulator fault (emulator/faults.py) for the next request of an endpoint; cleared after."""
+    def admin(method: str, body: dict[str, Any] | None = None) -> None:
+        answer = requests.request(method, emulator.https + "/_emu/faults", json=body,
+                                  verify=emulator.pki.ca_file, timeout=5)
+        assert answer.status_code == 200, answer.text
+
+    yield lambda spec: admin("POST", spec)
+    admin("DELETE")
+
+
+def without_nonce(url: str) -> str:
+    """``url`` with its ``nonce`` parameter removed: the emulator then writes no nonce claim."""
+    parts = urlsplit(url)
+    kept = [(k, v) for k, v in parse_qsl(parts.query) if k != "nonce"]
+    return parts._replace(query=urlencode(kept)).geturl()
+
+
+@pytest.mark.parametrize(("ask_nonce", "claims"), [
+    pytest.param(False, {}, id="no nonce claim"),
+    pytest.param(True, {"nonce": None}, id="nonce null"),
+    pytest.param(True, {"nonce": ""}, id="empty nonce"),
+    pytest.param(True, {"nonce": "an-earlier-login-s-nonce"}, id="another login's nonce"),
+    pytest.param(True, {"nonce": ["n"]}, id="a list holding this login's nonce"),
+])
+async def test_oidc04_an_id_token_without_exactly_this_login_s_nonce_is_refused(
+        emulator: RunningEmulator, overrides: Any, ask_nonce: bool, claims: dict[str, Any]) -> None:
+    idp = provider(emulator, "ias")
+    verifier = new_code_verifier()
+    url = await idp.authorize_url(CALLBACK, state="s", nonce="n", code_verifier=verifier)
+    code = browse_to_callback(emulator, url if ask_nonce else without_nonce(url))["code"]
+    overrides(claims)
+    with pytest.raises(LoginFailed, match="not acceptable"):
+        await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
+
+
+async def test_oidc04_an_earlier_login_s_id_token_replayed_by_the_token_endpoint_is_refused(
+        emulator: RunningEmulator, fault: Any) -> None:
+    """A genuine, unexpired ID token of an earlier login, answered again (a replayed response)."""
+    idp = provider(emulator, "ias")
+    verifier = new_code_verifier()
+    url = await idp.authorize_url(CALLBACK, state="s", nonce="first", code_verifier=verifier)
+    code = browse_to_callback(emulator, url)["code"]
+    earlier = await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="first")
+
+    verifier = new_code_verifier()
+    url = await idp.authorize_url(CALLBACK, state="s", nonce="second", code_verifier=verifier)
+    code = browse_to_callback(emulator, url)["code"]
+    fault({"endpoint": "ias.token", "status": 200, "json": {
+        "access_token": earlier.id_token, "id_token": earlier.id_token, "token_type": "Bearer",
+        "expires_in": 3600}})
+    with pytest.raises(LoginFailed, match="not acceptable"):
+        await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="second")
+
+
+@pytest.mark.parametrize("kind", ["ias", "xsuaa"])
+@pytest.mark.parametrize(("code", "answer", "refused"), [
+    pytest.param("another login's", None, True, id="another login's code"),
+    pytest.param("made-up", None, True, id="a made-up code"),
+    pytest.param("this login's", {"status": 503}, False, id="token endpoint 503"),
+    pytest.param("this login's", {"status": 401, "json": {"error": "invalid_client"}}, False,
+                 id="token endpoint refuses the client"),
+])
+async def test_oidc06_only_a_refused_code_is_code_refused(emulator: RunningEmulator, fault: Any, kind: str,
+                                                         code: str, answer: dict[str, Any] | None,
+                                                         refused: bool) -> None:
+    """CodeRefused (the gateway's 400) for invalid_grant; any other failure stays LoginFailed (502)."""
+    idp = provider(emulator, kind)
+    verifier = new_code_verifier()
+    url = await idp.authorize_url(CALLBACK, state="s", nonce="n", code_verifier=verifier)
+    own = browse_to_callback(emulator, url)["code"]
+    if code == "another login's":
+        other = await idp.authorize_url(CALLBACK, state="t", nonce="n", code_verifier=new_code_verifier())
+        own = browse_to_callback(emulator, other, user="john")["code"]
+    elif code == "made-up":
+        own = secrets.token_urlsafe(32)
+    if answer is not None:
+        fault({"endpoint": f"{kind}.token", **answer})
+    with pytest.raises(LoginFailed) as caught:
+        await idp.redeem(own, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
+    assert isinstance(caught.value, CodeRefused) is refused

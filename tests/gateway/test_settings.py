@@ -71,3 +71,13 @@ def test_the_gateway_answers_only_to_its_own_host_names(env: dict[str, str], hos
 def test_public_hosts_that_are_not_host_names_stop_the_start(value: str) -> None:
     with pytest.raises(ConfigError, match="PUBLIC_HOSTS"):
         GatewaySettings.from_env({**BASE, "PUBLIC_HOSTS": value})
+
+
+@pytest.mark.parametrize("label", ["identity", "xsuaa"])
+def test_an_identity_binding_over_plain_http_stops_the_start(label: str) -> None:
+    """OIDC-21: the gateway would send its client secret and take ID tokens over plain http."""
+    services = factories.vcap_services()
+    credentials = services[label][0]["credentials"]
+    credentials["url"] = credentials["url"].replace("https://", "http://")
+    with pytest.raises(ConfigError, match="'url' must be an https URL"):
+        GatewaySettings.from_env({**BASE, "VCAP_SERVICES": json.dumps(services)})

@@ -1,17 +1,28 @@
 """Attacks on the gateway from the catalogue (../shared/reference/security-catalogue.md) that
 need it running: a planted session (SES-01, OIDC-22), a login answer from another IdP (OIDC-08),
-a forged Host (OIDC-11),
-a logout forced by another site (SES-08) and methods no route should see (PRX-16)."""
+a forged Host (OIDC-11), an injected code (OIDC-06), leaks of codes and secrets (OIDC-13,
+OIDC-20), forged cookies (SES-04), a logout forced by another site (SES-08), CSRF tricks
+(SES-11), a flood of started logins (SES-13) and methods no route should see (PRX-16)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+import requests
 from yarl import URL
 
-from gateway.sessions import COOKIE_NAME, MemoryStore
+from gateway.app import LOGIN_COOKIE, LOGIN_TTL_SECONDS
+from gateway.sessions import COOKIE_NAME, MemoryStore, sign_session_id
+from tests.gateway.conftest import RedisServer, start_redis_server
 from tests.integration.gateway_browser import browser, callback_of, csrf_token, login, logout
 from tests.integration.gateway_stack import Stack, StartGateway, given, session_cookie
 
@@ -114,6 +125,44 @@ async def test_ses08_the_page_s_logout_ends_the_session_and_names_the_idp_logout
         idp_logout = await logout(http, stack)
         assert idp_logout.startswith(stack.emulator.config.urls.browser + "/oauth2/logout?")
         assert not await alive(http, stack)
+
+
+@pytest.mark.parametrize("path", ["/app/orders", "/logout"])  # /app/: a prefix route, so a query matches
+@pytest.mark.parametrize(("headers", "params", "data"), [
+    pytest.param({"X-HTTP-Method-Override": "GET"}, {}, None, id="X-HTTP-Method-Override"),
+    pytest.param({"X-Method-Override": "GET"}, {}, None, id="X-Method-Override"),
+    pytest.param({"X-HTTP-Method": "GET"}, {}, None, id="X-HTTP-Method"),
+    pytest.param({}, {"_method": "GET"}, None, id="_method query"),
+    pytest.param({}, {}, {"_method": "GET"}, id="_method form field"),
+    pytest.param({"Origin": "null"}, {}, None, id="Origin null"),
+    pytest.param({"Origin": "null", "Content-Type": "text/plain"}, {}, "a=b", id="Origin null, text/plain"),
+])
+async def test_ses11_a_post_without_the_csrf_token_is_refused_whatever_method_it_claims(
+        start_gateway: StartGateway, path: str, headers: dict[str, str], params: dict[str, str],
+        data: Any) -> None:
+    stack = await start_gateway()
+    async with browser(stack) as http:
+        await login(http, stack, "/homepage")
+        forwarded = len(stack.echo.seen)
+        async with http.post(stack.gateway + path, headers=headers, params=params, data=data,
+                             allow_redirects=False) as answer:
+            assert answer.status == 403
+            assert answer.headers["x-csrf-token"] == "Required"
+        assert len(stack.echo.seen) == forwarded  # nothing reached the app
+        assert await alive(http, stack)  # and the logout did not happen
+
+
+async def test_ses11_a_get_that_claims_another_method_is_forwarded_as_the_get_it_is(
+        start_gateway: StartGateway) -> None:
+    """The gateway reads no override (no CSRF check skipped or added); the app gets a GET."""
+    stack = await start_gateway()
+    overrides = {name: "DELETE" for name in ("X-HTTP-Method-Override", "X-Method-Override", "X-HTTP-Method")}
+    async with browser(stack) as http:
+        await login(http, stack, "/homepage")
+        async with http.get(stack.gateway + "/app/orders", params={"_method": "DELETE"},
+                            headers=overrides) as answer:
+            assert answer.status == 200
+    assert [seen["method"] for seen in stack.echo.seen] == ["GET"]
 
 
 @pytest.mark.parametrize(("path", "iss", "status"), [
@@ -222,6 +271,109 @@ async def test_oidc18_the_login_asks_for_openid_only(start_gateway: StartGateway
         assert URL(first.headers["Location"]).query.get("scope") == scope
 
 
+def emulator_admin(stack: Stack, method: str, path: str, body: object = None) -> None:
+    """A call of the emulator's admin API (its fault switch and claim overrides)."""
+    answer = requests.request(method, f"{stack.emulator.https}/_emu{path}", json=body, timeout=10,
+                              verify=str(stack.emulator.pki.ca_file))
+    assert answer.status_code == 200, answer.text
+
+
+@contextmanager
+def token_endpoint_fault(stack: Stack, kind: str, status: int) -> Iterator[None]:
+    """The IdP's token endpoint answers ``status`` (an outage) while inside."""
+    emulator_admin(stack, "POST", "/faults", {"endpoint": f"{kind}.token", "status": status})
+    try:
+        yield
+    finally:
+        emulator_admin(stack, "DELETE", "/faults")
+
+
+REFUSED_CODE = "The login could not be completed. Start again."
+IDP_FAILED = "The identity provider could not complete the login. Try again."
+
+
+@pytest.mark.parametrize("path", ["/homepage", "/xsuaa/homepage"], ids=["IAS", "XSUAA"])
+@pytest.mark.parametrize(("code", "outage", "status", "words"), [
+    pytest.param("another browser's", None, 400, REFUSED_CODE, id="another browser's code"),
+    pytest.param("made up", None, 400, REFUSED_CODE, id="a made-up code"),
+    pytest.param("its own", 503, 502, IDP_FAILED, id="its own code, token endpoint down"),
+])
+async def test_oidc06_a_code_that_is_not_this_login_s_is_a_400_and_leaves_no_session(
+        start_gateway: StartGateway, path: str, code: str, outage: int | None, status: int,
+        words: str) -> None:
+    """The attacker's code in the victim's callback (with the victim's own state): the token
+    endpoint refuses it (PKCE verifier of another login: invalid_grant). An outage stays 502."""
+    stack = await start_gateway()
+    kind = "xsuaa" if path.startswith("/xsuaa") else "ias"
+    async with browser(stack) as attacker, browser(stack) as victim:
+        callback = URL(await callback_of(victim, stack, path))
+        if code == "another browser's":  # john's login, stopped before its callback
+            value = URL(await callback_of(attacker, stack, path, user="john")).query["code"]
+        elif code == "made up":
+            value = secrets.token_urlsafe(32)
+        else:
+            value = callback.query["code"]
+        with token_endpoint_fault(stack, kind, outage) if outage else nullcontext():
+            async with victim.get(callback.update_query(code=value), allow_redirects=False) as answer:
+                assert answer.status == status
+                assert words in await answer.text()
+                set_cookies = answer.headers.getall("Set-Cookie", [])
+                assert not any(c.startswith(COOKIE_NAME + "=") for c in set_cookies)
+        assert not await alive(victim, stack, path)
+
+
+@pytest.mark.parametrize("path", ["/homepage", "/xsuaa/homepage"], ids=["IAS", "XSUAA"])
+async def test_oidc13_the_login_redirect_and_the_callback_s_answers_send_no_referrer_and_are_not_stored(
+        start_gateway: StartGateway, path: str) -> None:
+    """The callback URL carries the code and state: the page it answers with (the landing page,
+    or an error page) must not pass that URL on as a Referer, nor be cached."""
+    stack = await start_gateway()
+    answers: list[tuple[str, int, Any]] = []
+    async with browser(stack) as http:
+        async with http.get(stack.gateway + path, allow_redirects=False) as redirect:
+            answers.append(("login redirect", redirect.status, redirect.headers.copy()))
+        callback = await callback_of(http, stack, path)
+        for name in ("landing page", "the same answer again"):
+            async with http.get(callback, allow_redirects=False) as answer:
+                answers.append((name, answer.status, answer.headers.copy()))
+    assert [status for _, status, _ in answers] == [302, 200, 400]
+    for name, _, headers in answers:
+        assert headers["Referrer-Policy"] == "no-referrer", name
+        assert headers["Cache-Control"] == "no-store", name
+        assert "Location" not in headers or name == "login redirect"
+
+
+async def test_oidc20_the_client_secrets_are_in_no_url_page_or_log_line_of_the_gateway(
+        start_gateway: StartGateway, caplog: pytest.LogCaptureFixture) -> None:
+    """Both logins, a refused code and both logouts: the secrets go only to the token endpoint."""
+    caplog.set_level(logging.DEBUG)
+    stack = await start_gateway()
+    services = json.loads(stack.emulator.vcap_services)
+    client_secrets = [services[label][0]["credentials"]["clientsecret"] for label in ("xsuaa", "identity")]
+    shown: list[str] = []  # every URL, header and page the browser got from the gateway
+    for path in ("/homepage", "/xsuaa/homepage"):
+        async with browser(stack) as other:  # its IdP session would sign the next login in at once
+            callback = URL(await callback_of(other, stack, path))
+            async with other.get(callback.update_query(code="made-up"), allow_redirects=False) as refused:
+                shown += [str(refused.headers), await refused.text()]
+        async with browser(stack) as http:
+            async with http.get(stack.gateway + path, allow_redirects=False) as redirect:
+                shown += [str(redirect.headers), await redirect.text()]
+            callback = URL(await callback_of(http, stack, path))
+            async with http.get(callback, allow_redirects=False) as landing:
+                shown += [str(landing.headers), await landing.text()]
+            token = await csrf_token(http, stack, path)
+            async with http.post(stack.gateway + "/logout", headers={"x-csrf-token": token}) as out:
+                assert out.status == 200
+                shown += [str(out.headers), await out.text()]  # the IdP logout URL to go to
+    logged = "\n".join(r.getMessage() for r in caplog.records
+                       if not r.name.startswith(("emulator", "werkzeug")))  # the IdP's own log aside
+    assert "/oauth2/logout?" in "".join(shown) and "/logout.do?" in "".join(shown)
+    assert "login refused" in logged  # the gateway's log was captured
+    for secret in client_secrets:
+        assert secret and secret not in "".join(shown) and secret not in logged
+
+
 # --- cookies, CORS, headers (SES-02, SES-12, SES-17) --------------------------------------------
 
 async def test_ses02_the_session_cookie_is_secure_httponly_lax_host_wide(start_gateway: StartGateway) -> None:
@@ -235,6 +387,58 @@ async def test_ses02_the_session_cookie_is_secure_httponly_lax_host_wide(start_g
     assert {"secure", "httponly", "samesite", "path"} <= attributes and "domain" not in attributes
     assert "SameSite=Lax" in cookie and "Path=/" in cookie
     assert "max-age" not in attributes and "expires" not in attributes  # a browser-session cookie
+
+
+def _sid(genuine: str) -> str:
+    return genuine.partition(".")[0]
+
+
+def _mac(genuine: str) -> str:
+    return genuine.partition(".")[2]
+
+
+#: cookie values an attacker can send, made from a genuine ``<sid>.<mac>`` value
+FORGERIES: dict[str, Callable[[str], bytes]] = {
+    "random": lambda _: secrets.token_urlsafe(64).encode(),
+    "well-formed, random MAC": lambda v: f"{_sid(v)}.{secrets.token_urlsafe(32)}".encode(),
+    "truncated": lambda v: v[:-1].encode(),
+    "MAC only": lambda v: _mac(v).encode(),
+    "id only": lambda v: _sid(v).encode(),
+    "a third part": lambda v: f"{v}.x".encode(),
+    "re-signed with another secret": lambda v: sign_session_id(_sid(v), b"another-secret-" * 4).encode(),
+    "empty": lambda _: b"",
+    "huge (6 KB)": lambda _: b"A" * 6000,
+    "non-ASCII (UTF-8)": lambda v: f"{_sid(v)}\u00e9.{_mac(v)}".encode(),
+    "non-ASCII (Latin-1)": lambda v: f"{_sid(v)}\u00e9.{_mac(v)}".encode("latin-1"),
+    "percent-encoded dot": lambda v: f"{_sid(v)}%2E{_mac(v)}".encode(),
+}
+
+
+@pytest.mark.parametrize("forgery", list(FORGERIES))
+async def test_ses04_a_forged_session_cookie_is_no_session_never_a_500(start_gateway: StartGateway,
+                                                                       forgery: str) -> None:
+    """Browser GET: the login redirect; XHR and POST: 401. The genuine session lives on."""
+    stack = await start_gateway()
+    async with browser(stack) as http:
+        await login(http, stack, "/homepage")
+        cookie = FORGERIES[forgery](session_cookie(http, stack))
+        statuses = [await _status_with_cookie(stack, cookie, extra)
+                    for extra in (b"", b"X-Requested-With: XMLHttpRequest\r\n")]
+        assert statuses == [302, 401]
+        assert await alive(http, stack)
+
+
+async def test_ses04_a_cookie_header_over_the_size_limit_is_a_400(start_gateway: StartGateway) -> None:
+    stack = await start_gateway()
+    assert await _status_with_cookie(stack, b"A" * 20_000) == 400
+
+
+async def _status_with_cookie(stack: Stack, cookie: bytes, headers: bytes = b"") -> int:
+    """The status of ``GET /homepage`` with ``cookie`` as the session cookie's raw bytes."""
+    port = str(URL(stack.gateway).port).encode()
+    head = await _raw("127.0.0.1", int(port), b"GET /homepage HTTP/1.1\r\nHost: localhost:" + port + b"\r\n"
+                      + b"Cookie: " + COOKIE_NAME.encode() + b"=" + cookie + b"\r\n" + headers + b"\r\n")
+    return int(head.split(b" ", 2)[1])
 
 
 @pytest.mark.parametrize("origin", ["https://evil.example", "null"])
@@ -284,3 +488,79 @@ async def test_prx07_ambiguous_framing_is_400_and_nothing_reaches_the_upstream(s
     answer = await _raw(origin.host or "", origin.port or 80, request)
     assert answer.split(b" ", 2)[1] in (b"400", b"405"), answer  # /static is GET/HEAD only: 405 at most
     assert not any("smuggled" in str(seen) for seen in stack.echo.seen)
+
+
+# --- pending logins (SES-13) --------------------------------------------------------------------
+
+FLOOD = 100
+
+
+async def start_logins(http: aiohttp.ClientSession, stack: Stack, count: int) -> list[str]:
+    """``count`` anonymous browser GETs of a protected page: the states of the logins started."""
+    states = []
+    for _ in range(count):
+        async with http.get(stack.gateway + "/homepage", allow_redirects=False) as redirect:
+            assert redirect.status == 302
+            assert len(redirect.headers.getall("Set-Cookie")) == 1  # the login cookie, nothing more
+            states.append(URL(redirect.headers["Location"]).query["state"])
+    return states
+
+
+def gateway_cookies(http: aiohttp.ClientSession, stack: Stack) -> dict[str, str]:
+    jar = http.cookie_jar.filter_cookies(URL(stack.gateway))
+    return {name: morsel.value for name, morsel in jar.items() if name.startswith("frontrouter")}
+
+
+async def test_ses13_pending_logins_in_memory_expire_after_5_minutes_and_cookies_do_not_grow(
+        start_gateway: StartGateway) -> None:
+    now = [1000.0]
+    store = await given(MemoryStore(clock=lambda: now[0]))
+    stack = await start_gateway(store=store)
+    async with browser(stack) as http:
+        states = await start_logins(http, stack, FLOOD)
+        cookies = gateway_cookies(http, stack)
+        assert list(cookies) == [LOGIN_COOKIE] and len(cookies[LOGIN_COOKIE]) < 100  # the last state only
+        assert len(store) == FLOOD and len(set(states)) == FLOOD
+        now[0] += LOGIN_TTL_SECONDS - 1
+        assert all([await store.get(f"login:{state}") is not None for state in states])
+        now[0] += 1
+        assert not any([await store.get(f"login:{state}") for state in states])
+        assert len(store) == 0
+
+
+async def test_ses13_the_memory_store_bound_holds_against_a_flood_of_started_logins(
+        start_gateway: StartGateway) -> None:
+    store = await given(MemoryStore(max_sessions=10))
+    stack = await start_gateway(store=store)
+    async with browser(stack) as http:
+        await start_logins(http, stack, FLOOD)
+        assert len(store) == 10
+        callback = URL(await callback_of(http, stack, "/homepage"))  # the newest login still completes
+        async with http.get(callback, allow_redirects=False) as done:
+            assert done.status == 200
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = start_redis_server(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_ses13_pending_logins_in_redis_expire_after_5_minutes(start_gateway: StartGateway,
+                                                                    redis_server: RedisServer) -> None:
+    stack = await start_gateway(SESSION_STORE_URL=redis_server.url)
+    client = redis_server.client()
+    try:
+        async with browser(stack) as http:
+            states = await start_logins(http, stack, FLOOD)
+            keys = [key async for key in client.scan_iter(match="*login:*")]
+            assert {key.decode().rsplit("login:", 1)[1] for key in keys} == set(states)
+            ttls = [await client.ttl(key) for key in keys]
+            assert all(0 < ttl <= LOGIN_TTL_SECONDS for ttl in ttls), ttls  # -1 would be: never
+            await login(http, stack, "/homepage")  # a completed login leaves no entry behind
+            assert len([key async for key in client.scan_iter(match="*login:*")]) == FLOOD
+    finally:
+        await client.aclose()

@@ -116,3 +116,20 @@ def test_the_gateway_loads_its_identity_bindings_without_a_cpi_binding() -> None
     assert identity.xsuaa is not None and identity.ias is not None
     with pytest.raises(ConfigError, match="lack 'uaadomain'"):
         load_identity_bindings(env(_mutated("xsuaa", "uaadomain", f.DROP)))
+
+
+@pytest.mark.parametrize(("label", "url", "name"), [
+    pytest.param("identity", "http://tenant.accounts.ondemand.com", "frontapp-ias", id="IAS over http"),
+    pytest.param("xsuaa", f"http://{f.SUBDOMAIN}.{f.UAA_DOMAIN}", "frontapp-xsuaa", id="XSUAA over http"),
+    pytest.param("identity", "ftp://tenant.accounts.ondemand.com", "frontapp-ias", id="IAS, another scheme"),
+    pytest.param("identity", "tenant.accounts.ondemand.com", "frontapp-ias", id="IAS, no scheme"),
+    pytest.param("identity", "https://user:pw@tenant.accounts.ondemand.com", "frontapp-ias",
+                 id="IAS, user info"),
+])
+def test_an_identity_service_not_reached_over_https_is_refused(label: str, url: str, name: str) -> None:
+    """OIDC-21: the login's issuer, token and authorization endpoints all derive from ``url``."""
+    services = _mutated(label, "url", url)
+    services.pop("it-rt")
+    with pytest.raises(ConfigError) as caught:
+        load_identity_bindings(env(services))
+    assert caught.value.problems == [f"service {name!r}: 'url' must be an https URL without user info"]
