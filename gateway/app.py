@@ -195,7 +195,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     return await gw.forwarder.forward(
         request, upstream_url=destination.url + found.path,
         bearer=bearer if destination.forward_auth_token else None, correlation_id=cid,
-        timeout_seconds=destination.timeout_seconds, strip_cookie_names=(COOKIE_NAME, LOGIN_COOKIE))
+        timeout_seconds=destination.timeout_seconds, strip_cookie_names=(COOKIE_NAME, LOGIN_COOKIE),
+        private=route.authentication_type != "none")
 
 
 async def _session(gw: Gateway, request: web.Request) -> tuple[str, dict[str, Any] | None]:

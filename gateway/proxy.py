@@ -12,6 +12,8 @@ deployment fact, and a count that is too high lets clients choose their address)
   value (set by the nearest proxy), if ``http`` or ``https``.
 * ``X-Forwarded-Host`` is never believed: the gorouter neither sets nor checks it, but it routed on
   ``Host``, so ``Host`` is one of the app's routes (cf. approuter's ``ENABLE_X_FORWARDED_HOST_VALIDATION``).
+  Upstream gets ``request.host``: the authority of an absolute-form target when there is one (RFC 9112
+  §3.2.2, PRX-12), else ``Host``; the value the gateway checked, never a ``Host`` it ignored.
 
 Upstream gets one ``X-Forwarded-For`` value, the resolved client (approuter passes the client's list
 through), so a backend that trusts one hop (us) is never handed a spoofed entry.
@@ -19,6 +21,7 @@ through), so a backend that trusts one hop (us) is never handed a spoofed entry.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
@@ -33,8 +36,8 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-__all__ = ["HEADERS_TO_REMOVE", "HOP_BY_HOP", "VERSION_HEADERS", "Forwarder", "error_response",
-           "normalize_path", "upstream_client"]
+__all__ = ["HEADERS_TO_REMOVE", "HOP_BY_HOP", "PRIVATE_CACHE_CONTROL", "VERSION_HEADERS", "Forwarder",
+           "error_response", "normalize_path", "upstream_client"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,9 @@ _SKIP_AUTO_HEADERS = frozenset({hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGE
 # Product and version banners (ASVS 5 13.4.6): they tell an attacker which CVEs to try and a browser nothing.
 VERSION_HEADERS = frozenset({"server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version"})
 _RESPONSE_DROP = HOP_BY_HOP | VERSION_HEADERS
+#: For an answer to a logged-in user that says nothing about caching (PRX-18, ASVS 5 14.2.2): heuristic
+#: caching (RFC 9111 §4.2.2) would let a shared cache or the next user of the browser have it.
+PRIVATE_CACHE_CONTROL = "private, no-store"
 # A cookie with one of these prefixes is still another cookie to the browser, but a backend setting
 # "__Host-<our name>" is as clearly after our session as one setting the name itself.
 _COOKIE_PREFIXES = ("__Host-", "__Secure-")
@@ -158,16 +164,20 @@ class Forwarder:
 
     async def forward(self, request: web.Request, *, upstream_url: str, bearer: str | None,
                       correlation_id: str, timeout_seconds: float,
-                      strip_cookie_names: Iterable[str]) -> web.StreamResponse:
+                      strip_cookie_names: Iterable[str], private: bool = False) -> web.StreamResponse:
         """Send ``request`` to ``upstream_url`` and stream the answer back.
 
         :param upstream_url: destination URL + rewritten path + raw query, already percent-encoded (it
             is sent as is, without yarl re-quoting or dot-segment removal).
+        :param timeout_seconds: how long the upstream may stay silent, and the client too while it
+            sends its body (no total: bytes must keep coming, either way).
         :param strip_cookie_names: the gateway's own cookies, removed from ``Cookie``; others pass, and
             a backend ``Set-Cookie`` for one of them is dropped from the response.
+        :param private: the route needs a login. Then, as with a ``bearer``, a response without
+            ``Cache-Control`` gets :data:`PRIVATE_CACHE_CONTROL`; a backend's own value is kept.
         :returns: the streamed upstream response (redirects are passed on, not followed, a ``Location``
-            on the upstream's origin made relative), 413 when the body exceeds the limit, 502 when the
-            upstream cannot be reached, 504 when it is too slow.
+            on the upstream's origin made relative), 408 when the client's body stalls, 413 when it
+            exceeds the limit, 502 when the upstream cannot be reached, 504 when it is too slow.
         """
         length = request.content_length
         if length is not None and length > self._max_body:
@@ -175,29 +185,29 @@ class Forwarder:
         own_cookies = frozenset(strip_cookie_names)  # read twice: request and response
         target = URL(upstream_url, encoded=True)
         headers = self._upstream_headers(request, bearer, correlation_id, own_cookies)
-        body: _CappedBody | None = None
-        data: object = None
+        body: _RequestBody | None = None
         if request.body_exists:
-            if length is None:  # chunked: count while streaming
-                data = body = _CappedBody(request.content, self._max_body)
-            else:  # the server's parser already stops at Content-Length
+            # A chunked body is counted while it streams (the server's parser already stops at a
+            # Content-Length). Either way the client must keep sending: the upstream's read timeout
+            # only starts once the body is out, so a stalled upload would hold both connections.
+            body = _RequestBody(request.content, self._max_body, timeout_seconds)
+            if length is not None:
                 headers[hdrs.CONTENT_LENGTH] = str(length)
-                data = request.content
         try:
             upstream = await self._client.request(
-                request.method, target, headers=headers, data=data,
+                request.method, target, headers=headers, data=body,
                 allow_redirects=False, auto_decompress=False, skip_auto_headers=self._skip,
                 timeout=_timeout(timeout_seconds))
-        except TimeoutError as exc:  # aiohttp's connect and read timeouts subclass TimeoutError
-            return self._failed(request, 504, correlation_id, exc)
-        except aiohttp.ClientError as exc:
-            status = 413 if body is not None and body.exceeded else 502
+        except (TimeoutError, aiohttp.ClientError) as exc:  # aiohttp's timeouts subclass TimeoutError
+            # A body we gave up on (408, 413) is why the upstream request broke, if it is one.
+            status = (body.failure if body else None) or (504 if isinstance(exc, TimeoutError) else 502)
             return self._failed(request, status, correlation_id, exc)
         try:
-            if body is not None and body.exceeded:  # the upstream answered before we gave up
+            if body is not None and body.failure:  # the upstream answered before we gave up
                 upstream.close()
-                return error_response(request, 413, correlation_id)
-            return await self._relay(request, upstream, correlation_id, target, own_cookies)
+                return error_response(request, body.failure, correlation_id)
+            return await self._relay(request, upstream, correlation_id, target, own_cookies,
+                                     private or bearer is not None)
         finally:
             upstream.release()  # closes rather than pools the connection if the body was not read
 
@@ -227,7 +237,7 @@ class Forwarder:
         if client:
             out[hdrs.X_FORWARDED_FOR] = client
         out[hdrs.X_FORWARDED_PROTO] = proto
-        if host := incoming.get(hdrs.HOST):
+        if host := request.host:  # see the module docstring
             out[hdrs.X_FORWARDED_HOST] = host
         out["x-forwarded-path"] = request.rel_url.raw_path
         out["x-correlationid"] = correlation_id
@@ -236,7 +246,7 @@ class Forwarder:
         return out
 
     async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse, correlation_id: str,
-                     target: URL, own_cookies: frozenset[str]) -> web.StreamResponse:
+                     target: URL, own_cookies: frozenset[str], private: bool) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         listed = _connection_tokens(upstream.headers)
         for name, value in upstream.headers.items():
@@ -252,6 +262,8 @@ class Forwarder:
                             clash, correlation_id)
                 continue
             response.headers.add(name, value)  # add, not set: repeated Set-Cookie stay separate
+        if private and hdrs.CACHE_CONTROL not in response.headers:
+            response.headers[hdrs.CACHE_CONTROL] = PRIVATE_CACHE_CONTROL
         try:
             # prepare() is inside: a client that left while the backend worked is no server error.
             await response.prepare(request)
@@ -275,29 +287,39 @@ class Forwarder:
         return error_response(request, status, correlation_id)
 
 
-class _CappedBody:
-    """A chunked request body as an async iterable that fails once it passes ``limit`` bytes."""
+class _RequestBody:
+    """The client's request body as an async iterable that fails once it passes ``limit`` bytes
+    (``failure`` 413) or no byte came for ``idle_seconds`` (``failure`` 408)."""
 
-    __slots__ = ("_content", "_left", "exceeded")
+    __slots__ = ("_content", "_idle", "_left", "failure")
 
-    def __init__(self, content: aiohttp.StreamReader, limit: int) -> None:
+    def __init__(self, content: aiohttp.StreamReader, limit: int, idle_seconds: float) -> None:
         self._content = content
         self._left = limit
-        self.exceeded = False
+        self._idle = idle_seconds
+        self.failure: int | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._content.iter_any():
+        while True:
+            try:
+                async with asyncio.timeout(self._idle):
+                    chunk = await self._content.readany()
+            except TimeoutError:
+                self.failure = 408
+                raise _BodyFailed from None
+            if not chunk:
+                return
             self._left -= len(chunk)
             if self._left < 0:
-                # aiohttp turns this into a ClientConnectionError and closes the upstream connection,
-                # so the backend never sees a complete oversized body.
-                self.exceeded = True
-                raise _BodyTooLarge
+                self.failure = 413
+                raise _BodyFailed
+            # On _BodyFailed aiohttp raises a ClientConnectionError and closes the upstream
+            # connection, so the backend never sees a complete body that we refused.
             yield chunk
 
 
-class _BodyTooLarge(Exception):
-    """The streamed request body passed the limit."""
+class _BodyFailed(Exception):
+    """The request body passed the limit or stalled."""
 
 
 @lru_cache(maxsize=64)

@@ -7,7 +7,8 @@ notices only at the first request (an unbound identity service: 500 ``OAuth2 req
 ``match`` takes the NORMALISED path and query (decoding, dot segments, lookalikes: the job of
 ``proxy.normalize_path``, PRX-08), so ``%2e%2e/`` reaches no route its decoded form would not. As
 in approuter, the first route whose ``source`` is found in the path *and query* wins (PRX-09),
-case-sensitively by default.
+case-sensitively by default. So a ``source`` that does not start with ``^`` is also found in a query
+(``/admin?x=/public/``): the loader warns about it but takes it, as approuter does.
 
 The shipped ``gateway/xs-app.json`` (JSON has no comments): ``logoutPage`` ``/logout.html`` (the
 post-logout path registered in config-ias.json) matches no route on purpose; the gateway serves it
@@ -236,6 +237,31 @@ def _js_incompatibility(pattern: str) -> str | None:
     return None
 
 
+def _unanchored(pattern: str) -> str | None:
+    """The first top-level alternative of ``pattern`` that does not start with ``^``, or None.
+
+    For a compiled, JavaScript-compatible pattern. Conservative: ``(?:^/a|^/b)`` counts as unanchored.
+    """
+    alternatives: list[str] = []
+    depth = start = i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 1  # skip the escaped character
+        elif char == "[":  # a class, up to its unescaped "]" (JavaScript's "[]" and "[^]" were refused)
+            i += 1
+            while pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+        elif char in "()":
+            depth += 1 if char == "(" else -1
+        elif char == "|" and depth == 0:
+            alternatives.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    alternatives.append(pattern[start:])
+    return next((a for a in alternatives if not a.startswith("^")), None)
+
+
 def _is_bool(value: object) -> bool:
     return isinstance(value, bool)
 
@@ -324,6 +350,12 @@ class _Parser:
                 self.add(where, f"'target' refers to ${t[0]}, but 'source' has {pattern.groups} group(s)")
         if len(self.problems) > before or pattern is None or destination is None or auth is None:
             return None
+        if (loose := _unanchored(pattern.pattern)) is not None:
+            # A warning, not a refusal: approuter takes such a file, and a route whose auth does not
+            # differ from its neighbours' is harmless. Refusing would break files that work there.
+            log.warning("%s: %s'source' is not anchored (%r does not start with '^'): it is looked for "
+                        "anywhere in the path and query, so '/other/path?x=<a match>' takes this route "
+                        "too (PRX-09); start it with '^'", self.file, where, loose)
         return Route(source=pattern, target=target, destination=destination, authentication_type=auth,
                      scope=scope, csrf_protection=csrf, http_methods=methods and frozenset(methods), index=i)
 

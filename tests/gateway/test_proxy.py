@@ -23,7 +23,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from gateway.proxy import MIB, Forwarder, normalize_path, upstream_client
+from gateway.proxy import MIB, PRIVATE_CACHE_CONTROL, Forwarder, normalize_path, upstream_client
+from gateway.settings import GatewaySettings
+from seccore import ConfigError
+from tests import factories
 
 SESSION_TOKEN = "session-token-of-jane"
 GATEWAY_COOKIE = "sid"
@@ -36,7 +39,8 @@ async def echo(request: web.Request) -> web.Response:
     """Method, raw target, raw headers (exact names, duplicates kept) and body, as JSON."""
     try:
         body = await request.read()
-    except (aiohttp.ClientError, ConnectionError) as exc:  # e.g. the gateway aborted an oversized upload
+    # The gateway aborted the upload (too large, stalled): an error, or the handler's cancellation.
+    except (aiohttp.ClientError, ConnectionError, asyncio.CancelledError) as exc:
         request.app[SEEN].append({"incomplete": repr(exc)})
         raise
     seen = {"method": request.method, "target": request.raw_path, "length": len(body),
@@ -99,6 +103,12 @@ async def gzipped(request: web.Request) -> web.Response:
                         headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"})
 
 
+async def cached(request: web.Request) -> web.Response:
+    """Answer with the Cache-Control that ``?cc=`` names, or none."""
+    cache_control = request.query.get("cc")
+    return web.Response(text="ok", headers={"Cache-Control": cache_control} if cache_control else {})
+
+
 def echo_app() -> web.Application:
     app = web.Application()
     app[SEEN] = []
@@ -109,6 +119,7 @@ def echo_app() -> web.Application:
     app.router.add_route("*", "/headers", with_headers)
     app.router.add_route("*", "/gzip", gzipped)
     app.router.add_route("*", "/mirror", mirror)
+    app.router.add_route("*", "/cached", cached)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
 
@@ -123,6 +134,7 @@ class GatewayConfig:
     timeout: float = 5.0
     bearer: str | None = SESSION_TOKEN
     plain_client: bool = False  # a bare ClientSession instead of upstream_client()
+    private: bool = False  # the route needs a login
 
 
 CONFIG = web.AppKey("config", GatewayConfig)
@@ -139,7 +151,7 @@ async def gateway_handler(request: web.Request) -> web.StreamResponse:
     return await request.app[FORWARDER].forward(
         request, upstream_url=config.base + path + (f"?{query}" if query else ""), bearer=config.bearer,
         correlation_id=request.headers.get("X-Correlation-Id", "cid-1"), timeout_seconds=config.timeout,
-        strip_cookie_names=(GATEWAY_COOKIE,))
+        strip_cookie_names=(GATEWAY_COOKIE,), private=config.private)
 
 
 def gateway_app(config: GatewayConfig) -> web.Application:
@@ -457,7 +469,61 @@ async def test_body_at_the_limit_passes(make_gateway: MakeGateway, echo_upstream
     assert [entry["length"] for entry in seen(echo_upstream)] == [1000, 1000]
 
 
+# A client that stops sending its body holds a gateway and an upstream connection: the upstream's
+# read timeout only starts once the body is out (PRX-15). Each gap below is under the 0.5 s timeout.
+@pytest.mark.parametrize(("head", "parts", "status"), [
+    pytest.param("Content-Length: 100", [b"x" * 10], 408, id="PRX-15 content-length body stalls"),
+    pytest.param("Transfer-Encoding: chunked", [b"a\r\n" + b"x" * 10 + b"\r\n"], 408,
+                 id="PRX-15 chunked body stalls"),
+    pytest.param("Content-Length: 100", [b"x" * 10] * 10, 200, id="slow but steady body passes"),
+])
+@pytest.mark.asyncio
+async def test_a_stalled_request_body_is_408_and_never_reaches_the_upstream_whole(
+        make_gateway: MakeGateway, echo_upstream: TestServer, head: str, parts: list[bytes],
+        status: int) -> None:
+    gateway = await make_gateway(timeout=0.5)
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    writer.write(f"POST /echo/upload HTTP/1.1\r\nHost: gw\r\n{head}\r\nConnection: close\r\n\r\n".encode())
+    started = time.monotonic()
+    for part in parts:
+        writer.write(part)
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the client's pace, not test synchronisation
+    # The head only: after a 408 aiohttp still lingers (up to 10 s) for the rest of the body.
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # a hang: the gateway waited on
+    writer.close()
+    assert int(answer.split(b" ", 2)[1]) == status, answer
+    if status == 408:
+        assert time.monotonic() - started < 3
+        for _ in range(100):  # the upstream notices the closed connection a little later
+            if seen(echo_upstream):
+                break
+            await asyncio.sleep(0.02)
+        assert seen(echo_upstream) and all("incomplete" in entry for entry in seen(echo_upstream))
+    else:
+        assert [entry["length"] for entry in seen(echo_upstream)] == [100]
+
+
 # --- responses ----------------------------------------------------------------------------------------
+
+# PRX-18: a shared cache, or the next user of the browser, must not get a logged-in user's answer.
+@pytest.mark.parametrize(("bearer", "private", "upstream_value", "expected"), [
+    pytest.param(SESSION_TOKEN, False, None, PRIVATE_CACHE_CONTROL, id="PRX-18 token forwarded, none set"),
+    pytest.param(None, True, None, PRIVATE_CACHE_CONTROL, id="PRX-18 login route without token"),
+    pytest.param(SESSION_TOKEN, False, "public, max-age=60", "public, max-age=60", id="backend's value kept"),
+    pytest.param(SESSION_TOKEN, True, "no-cache", "no-cache", id="backend's no-cache kept"),
+    pytest.param(None, False, None, None, id="public route: nothing added"),
+    pytest.param(None, False, "max-age=600", "max-age=600", id="public route: backend's value passes"),
+])
+@pytest.mark.asyncio
+async def test_an_authenticated_answer_without_cache_control_is_not_stored(
+        make_gateway: MakeGateway, bearer: str | None, private: bool, upstream_value: str | None,
+        expected: str | None) -> None:
+    gateway = await make_gateway(bearer=bearer, private=private)
+    response = await gateway.get("/cached", params={"cc": upstream_value} if upstream_value else None)
+    assert response.status == 200
+    assert response.headers.getall("Cache-Control", []) == ([expected] if expected else [])
+
 
 @pytest.mark.asyncio
 async def test_redirect_is_passed_on_not_followed(make_gateway: MakeGateway,
@@ -547,6 +613,28 @@ async def test_504_when_upstream_is_slow(make_gateway: MakeGateway) -> None:
 
 
 # --- construction -------------------------------------------------------------------------------------
+
+def destination_settings(**destination: object) -> GatewaySettings:
+    return GatewaySettings.from_env({
+        "VCAP_SERVICES": json.dumps(factories.vcap_services()), "SESSION_SECRET": "s" * 48,
+        "destinations": json.dumps([{"name": "frontapp", "url": "http://127.0.0.1:8080", **destination}])})
+
+
+def test_prx15_the_destination_timeout_is_approuters_30_s() -> None:
+    assert destination_settings().destinations["frontapp"].timeout_seconds == 30.0
+    assert destination_settings(timeout=2500).destinations["frontapp"].timeout_seconds == 2.5
+
+
+@pytest.mark.parametrize("timeout", [
+    pytest.param(0, id="PRX-15 0: approuter's 'no timeout'"), pytest.param(-1, id="negative"),
+    pytest.param("30000", id="a string"), pytest.param(True, id="a boolean"),
+    pytest.param(1.5, id="a fraction"), pytest.param(None, id="null"),
+])
+def test_prx15_a_destination_without_a_timeout_stops_the_start(timeout: object) -> None:
+    """A backend that never answers would hold the request and an upstream connection for ever."""
+    with pytest.raises(ConfigError, match="'timeout' is milliseconds, a positive number"):
+        destination_settings(timeout=timeout)
+
 
 @pytest.mark.asyncio
 async def test_client_with_a_cookie_jar_is_refused() -> None:

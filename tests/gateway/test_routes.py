@@ -147,6 +147,40 @@ def test_the_source_is_tested_against_path_and_query(tmp_path: Path) -> None:
     assert routed(config, "/public?debug").route.destination == "debug"
 
 
+def test_the_shipped_sources_are_all_anchored(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="gateway.routes"):
+        load_app_config(SHIPPED, xsappname=XSAPPNAME, bound=BOTH)
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(("source", "loose"), [
+    pytest.param("/public/", "/public/", id="PRX-09 no anchor"),
+    pytest.param({"path": "/public/", "matchCase": False}, "/public/", id="PRX-09 object form"),
+    pytest.param("^/a|/b", "/b", id="PRX-09 one alternative unanchored"),
+    pytest.param("^/a|", "", id="PRX-09 empty alternative"),
+    pytest.param(r"\^/a", r"\^/a", id="PRX-09 escaped caret"),
+    pytest.param("(?:^/a|^/b)", "(?:^/a|^/b)", id="PRX-09 anchors inside a group (conservative)"),
+    pytest.param("^/a|^/b", None, id="every alternative anchored"),
+    pytest.param("^/(a|b)/", None, id="alternatives inside a group"),
+    pytest.param(r"^/a\|b", None, id="escaped bar"),
+    pytest.param("^/[|(]x", None, id="bar and parenthesis in a class"),
+])
+def test_an_unanchored_source_is_taken_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                      source: object, loose: str | None) -> None:
+    """Approuter takes such a file, so refusing it would break files that run there; the warning
+    says that a query can now select the route (``/admin?x=/public/``)."""
+    with caplog.at_level(logging.WARNING, logger="gateway.routes"):
+        config = load(tmp_path, app({"source": source}))
+    assert len(config.routes) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.routes"]
+    if loose is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1, warnings
+        assert f"'source' is not anchored ({loose!r} does not start with '^')" in warnings[0]
+        assert "routes[0]" in warnings[0] and "PRX-09" in warnings[0]
+
+
 @pytest.mark.parametrize(("source", "target", "path", "forwarded"), [
     pytest.param("^/old", "/new", "/old/x?q=1", "/new/x?q=1", id="only the matched part is replaced"),
     pytest.param("^/a/(.*)/(.*)$", "/$2/$1", "/a/x/y", "/y/x", id="groups"),

@@ -1,10 +1,13 @@
 """Catalogue rows of the app's own side (security-catalogue.md E, F, G, I and the fault
-matrix F-03..F-24): what reaches the page, the log and the upstreams when they misbehave."""
+matrix F-03..F-24): what reaches the page, the log and the upstreams when they misbehave; and
+the JWT-30 source scan of the gateway."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 import requests
 import responses
 from flask.testing import FlaskClient
+from markupsafe import escape
 
 from app import create_app
 from app.settings import AppSettings
@@ -19,6 +23,7 @@ from seccore import ConfigError, JwksCache, TokenValidator, make_session
 from seccore.errors import KeysUnavailable
 from tests import factories as f
 from tests.unit.app_helpers import IFLOW_URL, JSON, bearer, exchanged, iflow_call, token_call
+from tests.unit.test_jwt_catalogue import _jwt30_offenders
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,6 +157,28 @@ def test_xss07_xss08_every_page_has_a_strict_csp_and_a_content_type(client: Flas
     assert response.mimetype == "application/json" or response.mimetype_params["charset"] == "utf-8"
 
 
+@pytest.mark.parametrize(("claims", "payloads"), [
+    pytest.param({"groups": ["Reader", "<img src=x onerror=alert(1)>"]}, ["<img src=x onerror=alert(1)>"],
+                 id="XSS-05 in a list"),
+    pytest.param({"xs.user.attributes": {"dept": ["<script>alert(2)</script>"]}},
+                 ["<script>alert(2)</script>"], id="XSS-05 list in an object"),
+    pytest.param({"ext_attr": {"<b>key</b>": {"deeper": [{"x": "</pre><svg onload=alert(3)>"}]}}},
+                 ["<b>key</b>", "</pre><svg onload=alert(3)>"], id="XSS-05 key and value four deep"),
+    pytest.param({"custom": [[["<iframe srcdoc='<b>4</b>'>"]]]}, ["<iframe srcdoc='<b>4</b>'>"],
+                 id="XSS-05 nested lists, quotes"),
+])
+def test_xss05_html_inside_nested_claims_is_escaped(client: FlaskClient, mocked: responses.RequestsMock,
+                                                     claims: dict, payloads: list[str]) -> None:
+    """Objects and lists are shown as JSON text (app/claims.py ``shown_value``) in the claim table
+    and the raw JSON; autoescaping covers both."""
+    token_call(mocked)
+    iflow_call(mocked)
+    page = client.get("/homepage", headers=bearer(f.sign(f.xsuaa_claims(**claims)))).get_data(as_text=True)
+    for payload in payloads:
+        assert payload not in page
+        assert str(escape(payload)) in page  # shown, as text
+
+
 def test_xss04_xss06_templates_have_no_unescaping_constructs() -> None:
     templates = list((ROOT / "app" / "templates").glob("*.html"))
     assert templates
@@ -196,6 +223,43 @@ def test_leak02_a_crlf_in_the_path_cannot_forge_a_log_line(client: FlaskClient,
     client.get("/x%0d%0aFAKE%20log%20line")
     logs = capsys.readouterr().err
     assert "\nFAKE log line" not in logs and "\rFAKE" not in logs
+
+
+#: A claim that would start new, coloured log lines that look like the app's own, if written raw.
+FORGED_TEXT_LINE = "1999-12-31 23:59:59,999 INFO app [-] GET /admin 200"
+FORGED_JSON_LINE = '{"time": "1999-12-31T23:59:59.999Z", "level": "info", "msg": "FAKE"}'
+FORGED = f"jane\r\n{FORGED_TEXT_LINE}\x1b[2J\x1b[31m\u2028{FORGED_JSON_LINE}\x85NEL\nEND"
+#: The start of a line of seccore.logs' text format: time, level, logger.
+_TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ (app|seccore)\S* ")
+
+
+@pytest.mark.parametrize("json_logs", [False, True], ids=["LEAK-02 text lines", "LEAK-02 JSON lines"])
+def test_leak02_cr_lf_and_ansi_in_claims_cannot_forge_or_colour_a_log_line(
+        mocked: responses.RequestsMock, capsys: pytest.CaptureFixture[str], json_logs: bool) -> None:
+    """sub, user_name, name and email chosen by whoever controls an IdP account, accepted and
+    refused; and the path. Every line the app writes is one whole record of its own format."""
+    settings = AppSettings(bindings=f.bindings(), required_scope="$XSAPPNAME.Display", cpi_role="Ntif.Read",
+                           json_logs=json_logs)
+    client = create_app(settings).test_client()
+    token_call(mocked)
+    iflow_call(mocked)
+    forged = {"sub": FORGED, "user_name": FORGED, "given_name": FORGED, "email": FORGED}
+    capsys.readouterr()
+    assert client.get("/homepage", headers=bearer(f.sign(f.xsuaa_claims(**forged)))).status_code == 200
+    no_scope = f.sign(f.xsuaa_claims(scope=["openid"], **forged))
+    assert client.get("/homepage", headers=bearer(no_scope, **JSON)).status_code == 403
+    expired = f.sign(f.xsuaa_claims(exp=int(time.time()) - 3600, **forged))
+    assert client.get("/homepage", headers=bearer(expired, **JSON)).status_code == 401
+    client.get("/x%1b[2J%e2%80%a8FAKE%c2%85NEL")
+    lines = capsys.readouterr().err.splitlines()  # also splits at U+2028, NEL, \x1c-\x1e ...
+    assert len(lines) >= 4, lines
+    for line in lines:
+        assert "\x1b" not in line, line
+        assert not line.startswith((FORGED_TEXT_LINE, FORGED_JSON_LINE)), line
+        if json_logs:
+            assert isinstance(json.loads(line), dict), line
+        else:
+            assert _TEXT_LINE.match(line), line
 
 
 def test_leak03_leak04_an_unexpected_failure_is_a_generic_500(client: FlaskClient,
@@ -279,3 +343,64 @@ def test_forged_tenants_do_not_push_the_bound_keys_out() -> None:
 def test_app_debug_is_off_and_settings_come_from_create_app() -> None:
     app = create_app(AppSettings(bindings=f.bindings(), required_scope=None, cpi_role=None))
     assert not app.debug and not app.testing
+
+
+# --- JWT-30: the gateway decodes nothing unverified, but for one documented read -------------
+
+#: The gateway's reads of a token whose signature it does not check, each on purpose: after an
+#: XSUAA login oidc.py reads the user of the access token it just got from the token endpoint over
+#: verified TLS (approuter jwt-decodes it the same way). It forwards that token; the app validates
+#: it before anything relies on it. Anything else here fails the scan.
+ALLOWED_UNVERIFIED_READS = {("gateway/oidc.py", "IdentityProvider._tokens", "unverified_parts")}
+#: Functions that read a JWT without checking its signature (seccore, PyJWT, python-jose, joserfc).
+UNVERIFIED_READERS = frozenset({"unverified_parts", "get_unverified_header", "get_unverified_claims",
+                                "extract_compact"})
+
+
+def _unverified_reads(source: str, path: str) -> set[tuple[str, str, str]]:
+    """(path, enclosing Class.function, reader) for every use of an unverified reader in ``source``,
+    called or not, also under an import alias."""
+    tree = ast.parse(source)
+    aliases = {a.asname: a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               for a in node.names if a.asname and a.name in UNVERIFIED_READERS}
+    found: set[tuple[str, str, str]] = set()
+
+    def visit(node: ast.AST, scope: tuple[str, ...]) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = child.id if isinstance(child, ast.Name) else getattr(child, "attr", None)
+            reader = aliases.get(name or "", name)
+            if reader in UNVERIFIED_READERS:
+                found.add((path, ".".join(scope) or "<module>", reader))
+            inner = (*scope, child.name) if isinstance(
+                child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) else scope
+            visit(child, inner)
+
+    visit(tree, ())
+    return found
+
+
+def test_jwt30_no_unverified_decode_in_gateway() -> None:
+    files = sorted((ROOT / "gateway").rglob("*.py"))
+    assert files
+    offenders = {str(p.relative_to(ROOT)): hits for p in files if (hits := _jwt30_offenders(p.read_text()))}
+    assert offenders == {}
+    reads = set().union(*(_unverified_reads(p.read_text(), str(p.relative_to(ROOT))) for p in files))
+    assert reads == ALLOWED_UNVERIFIED_READS
+
+
+@pytest.mark.parametrize(("snippet", "reads"), [
+    pytest.param("from seccore.compact import unverified_parts\nclass P:\n    def f(self, t):\n"
+                 "        return unverified_parts(t)", {("P.f", "unverified_parts")}, id="JWT-30 a call"),
+    pytest.param("from seccore.compact import unverified_parts as peek\nasync def f(t):\n    return peek(t)",
+                 {("f", "unverified_parts")}, id="JWT-30 an alias"),
+    pytest.param("from seccore import compact\nread = compact.unverified_parts",
+                 {("<module>", "unverified_parts")}, id="JWT-30 a reference"),
+    pytest.param("import jwt\ndef f(t):\n    return jwt.get_unverified_header(t)",
+                 {("f", "get_unverified_header")}, id="JWT-30 PyJWT"),
+    pytest.param("from joserfc import jws\ndef f(t):\n    return jws.extract_compact(t)",
+                 {("f", "extract_compact")}, id="JWT-30 joserfc"),
+    pytest.param("from seccore.compact import parse_compact\ndef f(t):\n    return parse_compact(t)", set(),
+                 id="a verified parse"),
+])
+def test_jwt30_unverified_reads_are_found_where_they_are(snippet: str, reads: set[tuple[str, str]]) -> None:
+    assert _unverified_reads(snippet, "x.py") == {("x.py", *read) for read in reads}
