@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
@@ -13,11 +15,24 @@ from seccore import ConfigError
 from seccore.logs import configure_logging
 
 
+def quiet_malformed_requests(record: logging.LogRecord) -> bool:
+    """aiohttp logs each request its parser refuses (400) as an ERROR with a traceback: anyone
+    sending garbage would flood the log and page an operator. One INFO line without the
+    traceback (whose text may echo the sender's bytes) says enough."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, HttpProcessingError):
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = "malformed request refused with %s", (error.code,)
+        record.exc_info, record.exc_text = None, None
+    return True
+
+
 def main() -> int:
     # JSON lines on Cloud Foundry (or LOG_FORMAT=json), redacted, with the correlation id.
     default = "json" if "VCAP_APPLICATION" in os.environ else "text"
     json_lines = os.environ.get("LOG_FORMAT", default) == "json"
-    configure_logging(json_lines=json_lines, loggers=("gateway", "seccore"))
+    configure_logging(json_lines=json_lines, loggers=("gateway", "seccore", "aiohttp.server"))
+    logging.getLogger("aiohttp.server").addFilter(quiet_malformed_requests)
     try:
         settings = GatewaySettings.from_env()
     except ConfigError as exc:
