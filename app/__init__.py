@@ -68,12 +68,12 @@ def _services(settings: AppSettings) -> Services:
     cpi = settings.bindings.cpi
     keys = JwksCache(make_session(retries=2, retry_statuses=True), timeouts=Timeouts(3.0, 5.0))
     validator = TokenValidator(jwks=keys, xsuaa=settings.bindings.xsuaa, ias=settings.bindings.ias,
-                               required_scope=settings.required_scope)
+                               required_scope=settings.required_scope, cache_size=settings.token_cache_size)
     cert = None
     if cpi.credentials.is_x509:
         cert = client_cert_files(cpi.credentials.certificate or "", cpi.credentials.key or "")
     exchange = JwtBearerExchange(cpi, make_session(retries=2, retry_statuses=True, cert=cert),
-                                 timeouts=Timeouts(3.0, 10.0))
+                                 timeouts=Timeouts(3.0, 10.0), cache_size=settings.token_cache_size)
     # A POST to an iFlow is not repeated once sent: only connect errors are retried.
     iflow = IflowClient(cpi, settings.iflow_path, make_session(retries=1, retry_statuses=False),
                         timeouts=Timeouts(3.0, 30.0))

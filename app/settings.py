@@ -34,6 +34,8 @@ class AppSettings:
     json_logs: bool = False
     #: the gateway's central logout (xs-app.json logout.logoutEndpoint), for the page's button
     logout_path: str = "/logout"
+    #: validated and exchanged tokens each cache at most this many per worker (~10 KiB a user)
+    token_cache_size: int = 2000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, root: Path = ROOT) -> AppSettings:
@@ -51,6 +53,10 @@ class AppSettings:
         logout_path = environ.get("LOGOUT_PATH", "/logout")
         if not _LOGOUT_PATH.fullmatch(logout_path):
             problems.append(f"LOGOUT_PATH={logout_path!r} must be a path of the gateway such as /logout")
+        cache_size = environ.get("TOKEN_CACHE_SIZE", "2000")
+        if not cache_size.isdigit() or not 1 <= int(cache_size) <= 1_000_000:
+            problems.append(f"TOKEN_CACHE_SIZE={cache_size!r} must be a whole number of tokens, 1 to 1000000")
+            cache_size = "2000"
         payload = environ.get("IFLOW_PAYLOAD", DEFAULT_PAYLOAD)
         content_type = "application/json" if _is_json(payload) else "text/plain; charset=utf-8"
         required_scope = _setting(environ, "REQUIRED_SCOPE", lambda: _first_scope(root))
@@ -69,7 +75,7 @@ class AppSettings:
             bindings=bindings, iflow_path=path, iflow_payload=payload, iflow_content_type=content_type,
             required_scope=None if required_scope is _UNREADABLE else required_scope,
             cpi_role=None if cpi_role is _UNREADABLE else cpi_role,
-            logout_path=logout_path,
+            logout_path=logout_path, token_cache_size=int(cache_size),
             json_logs=environ.get("LOG_FORMAT", "json" if "VCAP_APPLICATION" in environ else "text")
             == "json",
         )

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 REFRESH_MARGIN = 300
-CACHE_SIZE = 10_000
+#: Exchanged tokens kept (~7 KiB each): 2,000 is ~14 MiB per worker.
+CACHE_SIZE = 2000
 MAX_ERROR_TEXT = 300
 
 
@@ -66,14 +67,15 @@ class JwtBearerExchange:
 
     def __init__(self, cpi: CpiBinding, session: requests.Session, *,
                  timeouts: Timeouts = Timeouts(connect=3.0, read=10.0),
-                 clock: Callable[[], float] = time.time, breaker: CircuitBreaker | None = None) -> None:
+                 clock: Callable[[], float] = time.time, breaker: CircuitBreaker | None = None,
+                 cache_size: int = CACHE_SIZE) -> None:
         self._cpi = cpi
         self._breaker = breaker or CircuitBreaker()
         self._session = session
         self._timeouts = timeouts
         self._clock = clock
         self._cache: TLRUCache[bytes, ExchangedToken] = TLRUCache(
-            maxsize=CACHE_SIZE, ttu=lambda _k, v, _now: v.expires_at - REFRESH_MARGIN, timer=clock)
+            maxsize=cache_size, ttu=lambda _k, v, _now: v.expires_at - REFRESH_MARGIN, timer=clock)
         self._inflight: dict[bytes, Future[ExchangedToken]] = {}
         self._lock = threading.Lock()
         #: how many calls reached the token endpoint (for tests and metrics)

@@ -53,7 +53,8 @@ __all__ = ["LEEWAY_SECONDS", "TokenValidator", "ValidatedToken", "fingerprint"]
 
 LEEWAY_SECONDS = 60
 REQUIRED_CLAIMS = ("exp", "iat", "iss", "sub")
-CACHE_SIZE = 4096
+#: Validated tokens kept (~3 KiB each): 2,000 is ~6 MiB per worker.
+CACHE_SIZE = 2000
 MAX_NUMERIC_DATE = 2**53  # exact in a float; far beyond any real expiry
 _SAFE_ID = re.compile(r"[A-Za-z0-9._!|-]{1,128}")
 #: What an IAS issuer URL may contain at all: https://host[:port][/], lower case.
@@ -104,7 +105,7 @@ class TokenValidator:
 
     def __init__(self, *, jwks: JwksCache, xsuaa: XsuaaBinding | None = None,
                  ias: IasBinding | None = None, required_scope: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, cache_size: int = CACHE_SIZE) -> None:
         self._jwks = jwks
         self._xsuaa = xsuaa
         self._ias = ias
@@ -112,6 +113,7 @@ class TokenValidator:
         self._required_scope = _expand_xsappname(required_scope, xsuaa)
         # Validated tokens by their text, oldest first; bounded, expiry checked on every hit.
         self._cache: dict[str, ValidatedToken] = {}
+        self._cache_size = cache_size
         self._cache_lock = threading.Lock()
         self._key_urls: dict[str, str] = {}
         self._issuers: dict[str, str] = {}
@@ -129,7 +131,7 @@ class TokenValidator:
     def _remember(self, token: str, validated: ValidatedToken) -> None:
         with self._cache_lock:
             self._cache.pop(token, None)
-            while len(self._cache) >= CACHE_SIZE:
+            while len(self._cache) >= self._cache_size:
                 del self._cache[next(iter(self._cache))]
             self._cache[token] = validated
 

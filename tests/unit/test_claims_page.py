@@ -267,3 +267,31 @@ def test_the_page_logs_out_at_the_gateways_logout_path(mocked: responses.Request
 def test_a_logout_path_that_is_not_a_local_path_stops_the_start(value: str) -> None:
     with pytest.raises(ConfigError, match="LOGOUT_PATH"):
         AppSettings.from_env({"VCAP_SERVICES": json.dumps(f.vcap_services()), "LOGOUT_PATH": value})
+
+
+# --- the token caches' bound -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "size"), [(None, 2000), ("50", 50), ("100000", 100000)])
+def test_the_token_caches_are_bounded_by_token_cache_size(value: str | None, size: int) -> None:
+    env = {"VCAP_SERVICES": json.dumps(f.vcap_services())} | ({"TOKEN_CACHE_SIZE": value} if value else {})
+    assert AppSettings.from_env(env).token_cache_size == size
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots", "2e3", "", "1000001"])
+def test_a_token_cache_size_that_is_not_a_count_stops_the_start(value: str) -> None:
+    with pytest.raises(ConfigError, match="TOKEN_CACHE_SIZE"):
+        AppSettings.from_env({"VCAP_SERVICES": json.dumps(f.vcap_services()), "TOKEN_CACHE_SIZE": value})
+
+
+def test_a_full_cache_forgets_the_oldest_user_first(mocked: responses.RequestsMock) -> None:
+    settings = AppSettings(bindings=f.bindings(), cpi_role="Ntif.Read", token_cache_size=2)
+    client = create_app(settings).test_client()
+    token_call(mocked)
+    iflow_call(mocked)
+    users = [f.sign(f.ias_claims(sub=f"user-{n}"), key="ias") for n in range(3)]
+    for user in users:
+        client.get("/homepage", headers=bearer(user))
+    exchanges = sum(c.request.url == f.XSUAA_TOKEN_URL for c in mocked.calls)
+    client.get("/homepage", headers=bearer(users[2]))  # still cached: no exchange
+    client.get("/homepage", headers=bearer(users[0]))  # forgotten: exchanged again
+    assert sum(c.request.url == f.XSUAA_TOKEN_URL for c in mocked.calls) == exchanges + 1
