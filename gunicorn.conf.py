@@ -20,7 +20,9 @@ graceful_timeout = 30
 keepalive = 5
 # Load the app once in the master: a configuration error stops start-up with one message.
 preload_app = True
-# Bearer tokens travel in a header; this is also the largest token the app accepts.
-limit_request_field_size = 8190
+# Bearer tokens travel in a header. Twice the largest token the app accepts (MAX_TOKEN_BYTES,
+# 8,192): a token just over it reaches the app and gets its 401 with a reason, not gunicorn's
+# bare 400 (which came at ~8,168 bytes, as "Authorization: Bearer " counts too).
+limit_request_field_size = 16384
 # No access log: the app logs each request itself, without query strings or headers.
 accesslog = None

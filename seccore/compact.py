@@ -25,7 +25,7 @@ from seccore.errors import SignatureInvalid, TokenKindRejected, TokenMalformed
 __all__ = ["ALGORITHMS", "MAX_TOKEN_BYTES", "CompactToken", "parse_compact", "unverified_parts"]
 
 ALGORITHMS = ("RS256",)
-#: Larger than any real BTP token, and what gunicorn accepts in one header line.
+#: Larger than any real BTP token; gunicorn.conf.py lets a header line twice this size through.
 MAX_TOKEN_BYTES = 8192
 #: Header ``typ`` values of access and ID tokens; anything else (logout+jwt, …) is refused.
 ACCEPTED_TYP = frozenset({"", "jwt", "at+jwt"})

@@ -216,3 +216,18 @@ def test_log_messages_are_not_mangled_by_redaction(gunicorn_app: RunningApp, ups
     messages = [e["msg"] for e in entries
                 if e.get("correlation_id") == correlation and e["logger"] == "seccore.exchange"]
     assert messages == ["jwt-bearer exchange done"]
+
+
+@pytest.mark.parametrize(("size", "status", "words"), [
+    pytest.param(8_192, 401, "not a well-formed signed JWT", id="the largest accepted size: the app decides"),
+    pytest.param(8_193, 401, "larger than 8192 bytes", id="just over: the app says why"),
+    pytest.param(16_000, 401, "larger than 8192 bytes", id="twice over: still the app"),
+    pytest.param(40_000, 431, "", id="beyond the server's header limit: gunicorn's 431"),
+])
+def test_prx13_an_oversized_token_gets_a_reason_not_a_bare_4xx(gunicorn_app: RunningApp, size: int,
+                                                               status: int, words: str) -> None:
+    response = homepage(gunicorn_app, "a" * size)
+    assert response.status_code == status
+    if words:
+        assert words in response.json()["error"]["cause"]
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
