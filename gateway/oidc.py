@@ -181,10 +181,17 @@ class IdentityProvider:
                 self._metadata = {"authorization_endpoint": f"{url}/oauth/authorize",
                                   "token_endpoint": f"{url}/oauth/token"}
             else:
-                self._metadata = await self._get_json(f"{self._binding.url}/.well-known/openid-configuration")
-                if self._metadata.get("issuer") != self._binding.url:
-                    self._metadata = None
+                metadata = await self._get_json(f"{self._binding.url}/.well-known/openid-configuration")
+                if metadata.get("issuer") != self._binding.url:
                     raise LoginFailed("the IAS discovery document names another issuer than the binding url")
+                # The code and the client secret go only to the bound tenant, over https (the
+                # binding url is https: seccore.bindings): a document naming another host or plain
+                # http for the token endpoint is refused, not followed (OIDC-21, SSRF). The
+                # browser's endpoints (authorize, logout) are the browser's to reach.
+                token_endpoint, tenant = metadata.get("token_endpoint"), self._binding.url + "/"
+                if not isinstance(token_endpoint, str) or not token_endpoint.startswith(tenant):
+                    raise LoginFailed("the IAS discovery document names a token endpoint off the tenant")
+                self._metadata = metadata
         return self._metadata
 
     async def _get_json(self, url: str) -> dict[str, Any]:

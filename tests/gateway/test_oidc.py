@@ -218,3 +218,29 @@ async def test_oidc06_only_a_refused_code_is_code_refused(emulator: RunningEmula
     with pytest.raises(LoginFailed) as caught:
         await idp.redeem(own, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
     assert isinstance(caught.value, CodeRefused) is refused
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    pytest.param({"issuer": "https://evil.example"}, "another issuer", id="OIDC-08 another issuer"),
+    pytest.param({"token_endpoint": "https://evil.example/oauth2/token"}, "token endpoint off the tenant",
+                 id="OIDC-21 token endpoint on another host"),
+    pytest.param({"token_endpoint": "http://{host}/oauth2/token"}, "token endpoint off the tenant",
+                 id="OIDC-21 token endpoint over http"),
+])
+async def test_a_discovery_document_that_leads_off_the_tenant_is_refused(emulator: RunningEmulator,
+                                                                         change: dict[str, str],
+                                                                         words: str) -> None:
+    """The code and the client secret would go where the document says: it must be the tenant."""
+    ca = emulator.pki.ca_file
+    document = requests.get(emulator.config.urls.ias + "/.well-known/openid-configuration", verify=ca,
+                            timeout=5).json()
+    host = urlsplit(emulator.config.urls.ias).netloc
+    forged = {**document, **{k: v.format(host=host) for k, v in change.items()}}
+    fault = {"endpoint": "ias.discovery", "status": 200, "json": forged}
+    requests.post(emulator.https + "/_emu/faults", json=fault, verify=ca, timeout=5).raise_for_status()
+    try:
+        with pytest.raises(LoginFailed, match=words):
+            await provider(emulator, "ias").authorize_url(CALLBACK, state="s", nonce="n",
+                                                          code_verifier=new_code_verifier())
+    finally:
+        requests.delete(emulator.https + "/_emu/faults", verify=ca, timeout=5).raise_for_status()
