@@ -188,3 +188,25 @@ def test_on_a_dark_phone_the_page_fits_and_the_table_becomes_cards(phone: Page, 
         "[getComputedStyle(document.body).color, getComputedStyle(document.body).backgroundColor]")
     assert page_bg == "rgb(13, 17, 23)" and text == "rgb(230, 237, 243)"  # the dark palette
     assert real_problems(problems) == []
+
+
+JWT = re.compile(r"eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]+")
+
+
+@pytest.mark.parametrize(("path", "idp", "password"), [("/homepage", "ias", None),
+                                                        ("/xsuaa/homepage", "xsuaa", "jane")])
+def test_oidc14_no_token_ever_reaches_the_browser(context: BrowserContext, gateway: str, path: str,
+                                                  idp: str, password: str | None) -> None:
+    """The gateway keeps the tokens server-side; the page shows claims and fingerprints only."""
+    page = context.new_page()
+    bodies: list[str] = []
+    page.on("response", lambda r: bodies.append(r.text()) if r.request.resource_type in (
+        "document", "fetch", "xhr", "script") and r.status < 300 else None)
+    login(page, gateway, path, user="jane", idp=idp, password=password)
+    page.get_by_role("button", name="Send to the iFlow").click()
+    expect(page.locator("#send-status")).to_have_text("Sent: HTTP 200")
+    storage = page.evaluate("JSON.stringify([document.cookie, {...localStorage}, {...sessionStorage}])")
+    cookies = json.dumps(context.cookies())
+    found = [text[:80] for text in (*bodies, page.content(), storage, cookies, page.url) if JWT.search(text)]
+    assert found == []
+    assert bodies  # the responses were seen
