@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import hdrs, web
 
 from gateway import csrf
-from gateway.oidc import CodeRefused, IdentityProvider, LoginFailed, Tokens, new_code_verifier
+from gateway.oidc import CodeRefused, IdentityProvider, LoginFailed, RefreshRefused, Tokens, new_code_verifier
 from gateway.proxy import Forwarder, error_response, normalize_path, upstream_client
 from gateway.routes import Route, match
 from gateway.sessions import (
@@ -300,7 +300,12 @@ async def _fresh(gw: Gateway, sid: str, kind: str, tokens: dict[str, Any]) -> di
             return current
         try:
             renewed = _stored(await gw.providers[kind].refresh(tokens["refresh_token"]))
-        except LoginFailed:
+        except RefreshRefused:
+            # The IdP ended this login (logout elsewhere, a disabled user, a revoked grant): so
+            # does the gateway, now, not when the token runs out (OIDC-19, SES-14).
+            await gw.store.delete(sid)
+            return None
+        except LoginFailed:  # an outage: the token serves until it expires (F-27)
             return tokens if tokens["expires_at"] > time.time() else None
         session.setdefault("tokens", {})[kind] = renewed
         await gw.store.set(sid, session, gw.settings.session_timeout_seconds)

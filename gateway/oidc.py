@@ -35,7 +35,8 @@ from seccore.bindings import ClientCredentials, IasBinding, XsuaaBinding
 from seccore.compact import unverified_parts
 from seccore.outbound import client_cert_files
 
-__all__ = ["CodeRefused", "IdentityProvider", "LoginFailed", "Tokens", "new_code_verifier", "tls_context"]
+__all__ = ["CodeRefused", "IdentityProvider", "LoginFailed", "RefreshRefused", "Tokens", "new_code_verifier",
+           "tls_context"]
 
 Kind = Literal["xsuaa", "ias"]
 LEEWAY_SECONDS = 60
@@ -48,6 +49,11 @@ class LoginFailed(Exception):
 class CodeRefused(LoginFailed):
     """The token endpoint refused the code itself (``invalid_grant``): another login's code,
     a made-up or used one, or a PKCE verifier that does not fit it (RFC 6749 §5.2)."""
+
+
+class RefreshRefused(LoginFailed):
+    """The token endpoint refused the refresh token (``invalid_grant``): revoked at a logout,
+    expired, or the user was disabled. Unlike an outage, waiting will not help."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,9 @@ class IdentityProvider:
             try:
                 token = await client.refresh_token((await self._endpoints())["token_endpoint"],
                                                    refresh_token=refresh_token)
+            except OAuthError as exc:
+                failure = RefreshRefused if exc.error == "invalid_grant" else LoginFailed
+                raise failure(f"the {self.kind.upper()} token refresh was refused ({exc.error})") from exc
             except Exception as exc:  # noqa: BLE001 - see redeem
                 raise LoginFailed(f"the {self.kind.upper()} token refresh failed "
                                   f"({type(exc).__name__})") from exc

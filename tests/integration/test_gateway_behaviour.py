@@ -318,3 +318,26 @@ async def test_ses06_an_active_session_ends_8_hours_after_its_login(start_gatewa
         async with http.get(stack.gateway + "/homepage", allow_redirects=False) as page:
             assert page.status == status
         assert (await store.get(sid) is None) == (status == 302)  # an expired session is deleted
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/homepage", "ias"), ("/xsuaa/homepage", "xsuaa")])
+@pytest.mark.parametrize(("answer", "ended"), [
+    pytest.param({"status": 400, "json": {"error": "invalid_grant", "error_description": "revoked"}}, True,
+                 id="OIDC-19 refresh refused: the session ends now"),
+    pytest.param({"status": 503, "json": {"error": "temporarily_unavailable"}}, False,
+                 id="F-27 IdP unavailable: the token serves on"),
+])
+async def test_oidc19_ses14_a_refused_refresh_ends_the_session_an_outage_does_not(
+        start_gateway: StartGateway, path: str, kind: str, answer: dict[str, Any], ended: bool) -> None:
+    store = await given(MemoryStore())
+    stack = await start_gateway(store=store, JWT_REFRESH="5")
+    async with browser(stack) as http, short_lived_login(http, stack, path):
+        sid = unsign_session_id(session_cookie(http, stack), SECRET.encode())
+        fault = {"endpoint": f"{kind}.token", "count": 1, **answer}
+        await emulator_call(http, stack, "POST", "/_emu/faults", fault)
+        try:
+            async with http.get(stack.gateway + path, headers=XHR, allow_redirects=False) as page:
+                assert page.status == (401 if ended else 200)
+        finally:
+            await emulator_call(http, stack, "DELETE", "/_emu/faults")
+        assert (await store.get(sid or "") is None) is ended
