@@ -272,5 +272,11 @@ class IdentityProvider:
             jwks_uri = (await self._endpoints()).get("jwks_uri")
             if not isinstance(jwks_uri, str) or not jwks_uri.startswith(self._binding.url + "/"):
                 raise LoginFailed("the IAS discovery document names no key URL on the tenant")
-            self._keys = KeySet.import_key_set(await self._get_json(jwks_uri))
+            document = await self._get_json(jwks_uri)
+            try:
+                self._keys = KeySet.import_key_set(document)
+            except (JoseError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                # A key set that is JSON but no JWKS (a broken JWK, no "keys") is the IdP's fault
+                # like an unreadable one: LoginFailed (502), not an unexpected error (IDP-08).
+                raise LoginFailed(f"{jwks_uri} is no usable key set ({type(exc).__name__})") from exc
         return self._keys

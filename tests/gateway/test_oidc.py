@@ -3,17 +3,24 @@ ID token checks, refresh, logout URLs."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
 import requests
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
 
 from gateway.oidc import CodeRefused, IdentityProvider, LoginFailed, new_code_verifier
 from seccore import load_bindings
+from seccore.compact import unverified_parts
 from tests.emulator.conftest import RunningEmulator
 from tests.emulator.logindriver import CALLBACK, LOCAL, query, request_id, start_local
 
@@ -244,3 +251,231 @@ async def test_a_discovery_document_that_leads_off_the_tenant_is_refused(emulato
                                                           code_verifier=new_code_verifier())
     finally:
         requests.delete(emulator.https + "/_emu/faults", verify=ca, timeout=5).raise_for_status()
+
+
+# --- OIDC-09: the key and the algorithm of an ID token -------------------------------------------
+
+def tenant(emulator: RunningEmulator) -> Any:
+    """The emulator's state (keys, token factory, request log), in this process."""
+    return emulator.app.extensions["emulator"]  # type: ignore[attr-defined]
+
+
+def id_token_claims(emulator: RunningEmulator, nonce: str, **changes: Any) -> dict[str, Any]:
+    """The claims the emulator writes into an IAS ID token (emulator/tokens.py), a ``None``
+    change dropping that claim."""
+    cfg, now = emulator.config, int(time.time())
+    claims: dict[str, Any] = {
+        "sub": "forged-user", "iss": cfg.urls.ias, "aud": [cfg.ias_app.client_id, cfg.ias_xsuaa_rp],
+        "azp": cfg.ias_app.client_id, "email": "jane.doe@example.com", "app_tid": cfg.zone_id,
+        "jti": secrets.token_hex(8), "auth_time": now, "iat": now, "exp": now + 600, "nonce": nonce}
+    claims.update(changes)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def compact(header: dict[str, Any], claims: dict[str, Any], sign: Callable[[bytes], bytes]) -> str:
+    """A JWS built by hand, so that any header (alg none, HS256) can be written."""
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signing_input}.{b64(sign(signing_input.encode()))}"
+
+
+def token_answer(id_token: str) -> dict[str, Any]:
+    """A token endpoint answer (a ``fault`` with status 200) that carries ``id_token``."""
+    return {"endpoint": "ias.token", "status": 200, "json": {
+        "access_token": id_token, "id_token": id_token, "token_type": "Bearer", "expires_in": 3600}}
+
+
+def key_fetches(emulator: RunningEmulator) -> int:
+    """How often the tenant's keys were fetched since the request log was last cleared."""
+    ias_keys = urlsplit(requests.get(emulator.config.urls.ias + "/.well-known/openid-configuration",
+                                     verify=emulator.pki.ca_file, timeout=5).json()["jwks_uri"]).path
+    return sum(1 for r in tenant(emulator).requests if r["path"] == ias_keys)
+
+
+async def login_code(emulator: RunningEmulator, idp: IdentityProvider, nonce: str) -> tuple[str, str]:
+    """A real code of this login (the fault answer replaces what the token endpoint sends)."""
+    verifier = new_code_verifier()
+    url = await idp.authorize_url(CALLBACK, state="s", nonce=nonce, code_verifier=verifier)
+    return browse_to_callback(emulator, url)["code"], verifier
+
+
+async def logged_in(emulator: RunningEmulator, idp: IdentityProvider) -> None:
+    """One genuine login, so that ``idp`` holds the tenant's keys of now."""
+    code, verifier = await login_code(emulator, idp, "warm")
+    await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="warm")
+
+
+async def test_oidc09_an_id_token_of_a_key_the_tenant_does_not_publish_is_refused_after_one_refetch(
+        emulator: RunningEmulator, fault: Any) -> None:
+    idp = provider(emulator, "ias")
+    await logged_in(emulator, idp)
+    stranger = RSAKey.generate_key(2048)
+    forged = jwt.encode({"alg": "RS256", "kid": "ias-key-forged", "typ": "JWT"},
+                        id_token_claims(emulator, "n"), stranger, algorithms=["RS256"])
+    code, verifier = await login_code(emulator, idp, "n")
+    fault(token_answer(forged))
+    tenant(emulator).requests.clear()  # the log keeps the last 500 requests only
+    with pytest.raises(LoginFailed, match="not acceptable"):
+        await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
+    assert key_fetches(emulator) == 1  # one refetch, not one per token (no fetch storm)
+
+
+@pytest.mark.parametrize("same_kid", [
+    pytest.param(False, id="unknown kid"),
+    pytest.param(True, id="the tenant's kid, another key"),
+])
+async def test_oidc09_a_forged_id_token_with_the_right_claims_is_refused(
+        emulator: RunningEmulator, fault: Any, same_kid: bool) -> None:
+    """Right iss/aud/azp/nonce/exp, but not signed by the tenant: the signature alone refuses it."""
+    idp = provider(emulator, "ias")
+    kid = tenant(emulator).ias_keys.signing[0] if same_kid else "ias-key-forged"
+    forged = jwt.encode({"alg": "RS256", "kid": kid, "typ": "JWT"}, id_token_claims(emulator, "n"),
+                        RSAKey.generate_key(2048), algorithms=["RS256"])
+    code, verifier = await login_code(emulator, idp, "n")
+    fault(token_answer(forged))
+    with pytest.raises(LoginFailed, match="not acceptable"):
+        await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
+
+
+async def test_oidc09_an_id_token_of_a_rotated_key_is_accepted_after_one_refetch(
+        emulator: RunningEmulator) -> None:
+    idp = provider(emulator, "ias")
+    await logged_in(emulator, idp)  # the keys of before the rotation are cached
+    answer = requests.post(emulator.https + "/_emu/keys/rotate", json={"service": "ias"},
+                           verify=emulator.pki.ca_file, timeout=5)
+    assert answer.status_code == 200, answer.text
+    new_kid = answer.json()["signing_kid"]
+    code, verifier = await login_code(emulator, idp, "after-rotation")
+    tenant(emulator).requests.clear()
+    tokens = await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="after-rotation")
+    assert tokens.claims["email"] == "jane.doe@example.com"
+    assert unverified_parts(tokens.forward)[0]["kid"] == new_kid
+    assert key_fetches(emulator) == 1
+
+
+def _tenant_key(emulator: RunningEmulator) -> tuple[str, RSAKey]:
+    kid, key = tenant(emulator).ias_keys.signing
+    return kid, key
+
+
+def _signed_by_tenant(alg: str) -> Callable[[RunningEmulator, dict[str, Any]], str]:
+    """The tenant's own (published) key and kid, but another RSA algorithm than RS256."""
+    def make(emulator: RunningEmulator, claims: dict[str, Any]) -> str:
+        kid, key = _tenant_key(emulator)
+        return jwt.encode({"alg": alg, "kid": kid, "typ": "JWT"}, claims, key, algorithms=[alg])
+    return make
+
+
+def _hs256_with_the_public_key(emulator: RunningEmulator, claims: dict[str, Any]) -> str:
+    """Key confusion: HMAC keyed with the tenant's public key, which anybody can read."""
+    kid, key = _tenant_key(emulator)
+    secret = key.as_pem(private=False)
+    return compact({"alg": "HS256", "kid": kid, "typ": "JWT"}, claims,
+                   lambda data: hmac.new(secret, data, hashlib.sha256).digest())
+
+
+def _unsigned(emulator: RunningEmulator, claims: dict[str, Any]) -> str:
+    return compact({"alg": "none", "kid": _tenant_key(emulator)[0], "typ": "JWT"}, claims, lambda _: b"")
+
+
+def _es256(emulator: RunningEmulator, claims: dict[str, Any]) -> str:
+    return jwt.encode({"alg": "ES256", "kid": _tenant_key(emulator)[0], "typ": "JWT"}, claims,
+                      ECKey.generate_key("P-256"), algorithms=["ES256"])
+
+
+@pytest.mark.parametrize("forge", [
+    pytest.param(_unsigned, id="alg none"),
+    pytest.param(_hs256_with_the_public_key, id="HS256 keyed with the public key"),
+    pytest.param(_signed_by_tenant("RS512"), id="RS512 by the tenant's key"),
+    pytest.param(_signed_by_tenant("PS256"), id="PS256 by the tenant's key"),
+    pytest.param(_es256, id="ES256 with the tenant's kid"),
+])
+async def test_oidc09_an_id_token_whose_alg_is_not_rs256_is_refused(
+        emulator: RunningEmulator, fault: Any,
+        forge: Callable[[RunningEmulator, dict[str, Any]], str]) -> None:
+    idp = provider(emulator, "ias")
+    code, verifier = await login_code(emulator, idp, "n")
+    fault(token_answer(forge(emulator, id_token_claims(emulator, "n"))))
+    with pytest.raises(LoginFailed, match="not acceptable"):
+        await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
+
+
+@pytest.mark.parametrize("missing", ["iat", "exp", "iss", "aud"])
+async def test_oidc09_a_tenant_signed_id_token_without_a_required_claim_is_refused(
+        emulator: RunningEmulator, fault: Any, missing: str) -> None:
+    idp = provider(emulator, "ias")
+    code, verifier = await login_code(emulator, idp, "n")
+    claims = id_token_claims(emulator, "n", **{missing: None})
+    fault(token_answer(_signed_by_tenant("RS256")(emulator, claims)))
+    with pytest.raises(LoginFailed, match="not acceptable"):
+        await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
+
+
+async def test_oidc09_the_tenant_signed_forgery_helper_is_accepted_when_nothing_is_wrong(
+        emulator: RunningEmulator, fault: Any) -> None:
+    """The control of the tables above: the same construction, nothing changed, logs in."""
+    idp = provider(emulator, "ias")
+    code, verifier = await login_code(emulator, idp, "n")
+    fault(token_answer(_signed_by_tenant("RS256")(emulator, id_token_claims(emulator, "n"))))
+    tokens = await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
+    assert tokens.claims["sub"] == "forged-user"
+
+
+# --- IDP-08: the emulator's fault knobs drive what the gateway's OAuth client meets -------------
+
+@pytest.mark.parametrize("answer", [
+    pytest.param({"endpoint": "ias.token", "status": 429, "retry_after": 30,
+                  "json": {"error": "temporarily_unavailable"}}, id="token 429 + Retry-After"),
+    pytest.param({"endpoint": "ias.token", "status": 200, "body": '{"access_token": "x", "id_t'},
+                 id="token 200 truncated JSON"),
+    pytest.param({"endpoint": "ias.token", "status": 200, "body": "<html><body>Maintenance</body></html>",
+                  "content_type": "text/html"}, id="token 200 HTML page"),
+    pytest.param({"endpoint": "ias.token", "status": 200, "json": ["not", "an", "object"]},
+                 id="token 200 JSON array"),
+    pytest.param({"endpoint": "ias.token", "status": 200, "json": {"token_type": "Bearer"}},
+                 id="token 200 without tokens"),
+    pytest.param({"endpoint": "ias.token", "status": 200, "json": {
+        "access_token": "a", "id_token": "not.a.jwt", "token_type": "Bearer"}},
+        id="token 200 ID token no JWT"),
+    pytest.param({"endpoint": "ias.keys", "status": 200, "body": '{"keys": [', "count": 0},
+                 id="keys 200 truncated JSON"),
+    pytest.param({"endpoint": "ias.keys", "status": 200, "body": "<html></html>", "content_type": "text/html",
+                  "count": 0}, id="keys 200 HTML page"),
+    pytest.param({"endpoint": "ias.keys", "status": 200, "json": {"keys": [{"kty": "RSA"}]}, "count": 0},
+                 id="keys 200 broken JWK"),
+    pytest.param({"endpoint": "ias.keys", "status": 200, "json": {"keys": "none"}, "count": 0},
+                 id="keys 200 keys not a list"),
+    pytest.param({"endpoint": "ias.keys", "status": 200, "json": {"kty": "RSA"}, "count": 0},
+                 id="keys 200 one JWK, no set"),
+    pytest.param({"endpoint": "ias.keys", "status": 200, "json": {"keys": [None]}, "count": 0},
+                 id="keys 200 null JWK"),
+    pytest.param({"endpoint": "ias.keys", "status": 429, "retry_after": 5, "count": 0}, id="keys 429"),
+])
+async def test_idp08_a_malformed_or_throttled_idp_answer_is_a_failed_login_not_a_crash(
+        emulator: RunningEmulator, fault: Any, answer: dict[str, Any]) -> None:
+    """Every such answer is LoginFailed (the gateway's 502 page), never CodeRefused (400) nor an
+    exception the gateway does not expect."""
+    idp = provider(emulator, "ias")  # fresh: no keys cached, so a keys fault is met
+    code, verifier = await login_code(emulator, idp, "n")
+    fault(answer)
+    with pytest.raises(LoginFailed) as caught:
+        await idp.redeem(code, redirect_uri=CALLBACK, code_verifier=verifier, nonce="n")
+    assert not isinstance(caught.value, CodeRefused)
+
+
+@pytest.mark.parametrize("answer", [
+    pytest.param({"status": 200, "body": "{", "count": 0}, id="truncated JSON"),
+    pytest.param({"status": 200, "body": "<html></html>", "content_type": "text/html", "count": 0},
+                 id="HTML page"),
+    pytest.param({"status": 200, "json": [1, 2], "count": 0}, id="JSON array"),
+    pytest.param({"status": 429, "retry_after": 5, "count": 0}, id="429"),
+])
+async def test_idp08_a_malformed_discovery_document_is_a_failed_login(emulator: RunningEmulator, fault: Any,
+                                                                      answer: dict[str, Any]) -> None:
+    fault({"endpoint": "ias.discovery", **answer})
+    with pytest.raises(LoginFailed, match="could not be read|not a JSON object"):
+        await provider(emulator, "ias").authorize_url(CALLBACK, state="s", nonce="n",
+                                                      code_verifier=new_code_verifier())
