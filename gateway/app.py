@@ -202,6 +202,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
 async def _session(gw: Gateway, request: web.Request) -> tuple[str, dict[str, Any] | None]:
     sid = gw.cookie(request, COOKIE_NAME)
     if sid is None:
+        if request.cookies.get(COOKIE_NAME):  # LEAK-07: sent, but not signed with our secret
+            log.warning("session cookie refused: not signed by this gateway")
         return "", None
     session = await gw.store.get(sid)
     if session is None:
@@ -246,10 +248,12 @@ async def _callback(request: web.Request) -> web.StreamResponse:
     state, code = request.query.get("state", ""), request.query.get("code", "")
     bound_state = gw.cookie(request, LOGIN_COOKIE) or ""
     if not state or not hmac.compare_digest(state.encode(), bound_state.encode()):
+        log.warning("login refused: the callback's state is not this browser's")  # LEAK-07
         return _page(request, 400, "The login could not be matched to this browser. Open the page again.")
     pending = await gw.store.get(f"login:{state}")
     await gw.store.delete(f"login:{state}")  # single use, success or not
     if pending is None:
+        log.warning("login refused: the login expired or was already used")  # LEAK-07
         return _page(request, 400, "The login took too long or was already used. Open the page again.")
     issuers = request.query.getall("iss", [])
     if len(issuers) > 1 or (issuers and not gw.providers[pending["kind"]].issued(issuers[0])):
@@ -258,6 +262,8 @@ async def _callback(request: web.Request) -> web.StreamResponse:
         return _page(request, 403, "The login answer came from another identity provider. Start again.",
                      pending["return_to"])
     if "error" in request.query or not code:
+        # LEAK-07; the IdP's error text is not logged: it is whatever the query says
+        log.warning("login failed: the identity provider answered without a code")
         return _page(request, 403, "The identity provider did not log you in.", pending["return_to"])
     try:
         tokens = await gw.providers[pending["kind"]].redeem(
@@ -282,6 +288,7 @@ async def _callback(request: web.Request) -> web.StreamResponse:
     await gw.store.set(sid, session, gw.settings.session_timeout_seconds)
     if old_sid:
         await gw.store.delete(old_sid)
+    log.info("login succeeded (%s)", pending["kind"])  # LEAK-07: no token, code or session id
     response = _landing(pending["return_to"])
     gw.set_cookie(response, COOKIE_NAME, sid, None)
     response.del_cookie(LOGIN_COOKIE, path="/")
@@ -325,6 +332,7 @@ async def _csrf(gw: Gateway, request: web.Request, route: Route, sid: str,
         return web.Response(status=200, headers={csrf.HEADER: token, **NO_STORE})
     needed = csrf.needs_check(request.method, route.csrf_protection, public=False)
     if needed and not csrf.check(session, header):
+        log.warning("request refused: no valid CSRF token")  # LEAK-07; the path is on the access line
         response = error_response(request, 403, request[_CID])
         response.headers[csrf.HEADER] = csrf.REQUIRED_VALUE
         return response
@@ -344,6 +352,7 @@ async def _logout(request: web.Request) -> web.StreamResponse:
     sid, session = await _session(gw, request)
     if request.method == "POST" and session is not None and logout.csrf_protection \
             and not csrf.check(session, request.headers.get(csrf.HEADER)):
+        log.warning("logout refused: no valid CSRF token")  # LEAK-07
         response = error_response(request, 403, request[_CID])
         response.headers[csrf.HEADER] = csrf.REQUIRED_VALUE
         return response

@@ -143,8 +143,14 @@ def _destinations(raw: str, problems: list[str]) -> dict[str, Destination]:
 
 
 def _acceptable_url(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.username or parts.password or parts.query or parts.fragment or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:  # "https://[host": a named problem, not a traceback at start
+        return False
+    # '?' and '#' are tested as characters: urlsplit gives '' for an empty query or fragment, and
+    # the proxy appends the request path to this URL, so "https://h?" would send it as the query
+    if parts.username or parts.password or "?" in url or "#" in url or not parts.hostname:
         return False
     if parts.scheme == "https":
         return True

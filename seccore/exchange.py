@@ -133,6 +133,8 @@ class JwtBearerExchange:
         try:
             response = self._post(form, headers, auth)
         except requests.exceptions.SSLError as exc:
+            # F-23 / ASVS5 16.3.4: the answer says "not trusted"; the log keeps the handshake's reason
+            log.warning("TLS failure at the token endpoint, certificate not trusted: %s", exc)
             raise ExchangeError(
                 "the TLS certificate of the token endpoint is not trusted",
                 "check the tokenurl of the CPI binding; extra CAs go in REQUESTS_CA_BUNDLE",

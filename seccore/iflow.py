@@ -7,6 +7,7 @@ POST is not retried once sent (an iFlow may have side effects); connect errors a
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ __all__ = ["IflowClient", "IflowResult", "MAX_BODY_BYTES"]
 MAX_BODY_BYTES = 1024 * 1024
 #: Response headers worth showing: CPI's message processing log ids and the content type.
 SHOWN_HEADERS = ("content-type", "sap_messageprocessinglogid", "sap_mplcorrelationid")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class IflowClient:
 
 def _network_error(exc: requests.RequestException) -> IflowError:
     if isinstance(exc, requests.exceptions.SSLError):
+        # F-23 / ASVS5 16.3.4: the answer says "not trusted"; the log keeps the handshake's reason
+        log.warning("TLS failure at the CPI runtime, certificate not trusted: %s", exc)
         return IflowError("the TLS certificate of the CPI runtime is not trusted",
                           "check the url of the CPI binding", status=502)
     if isinstance(exc, requests.exceptions.Timeout):

@@ -81,3 +81,68 @@ def test_an_identity_binding_over_plain_http_stops_the_start(label: str) -> None
     credentials["url"] = credentials["url"].replace("https://", "http://")
     with pytest.raises(ConfigError, match="'url' must be an https URL"):
         GatewaySettings.from_env({**BASE, "VCAP_SERVICES": json.dumps(services)})
+
+
+DESTINATION_URL_PROBLEM = "'url' must be https (http only on loopback), without user info, query or fragment"
+
+
+def _with_destination_url(url: object) -> dict[str, str]:
+    return {**BASE, "destinations": json.dumps([{"name": "frontapp", "url": url}])}
+
+
+@pytest.mark.parametrize("url", [
+    pytest.param("https://backend.example.com", id="https"),
+    pytest.param("https://backend.example.com:8443/base/", id="https with port and path"),
+    pytest.param("http://localhost:8080", id="http on localhost"),
+    pytest.param("http://127.0.0.1:8080", id="http on 127.0.0.1"),
+    pytest.param("http://127.0.0.2", id="http on another loopback address"),
+    pytest.param("http://[::1]:8080", id="http on IPv6 loopback"),
+])
+def test_a_destination_url_that_is_https_or_loopback_http_is_taken(url: str) -> None:
+    """SSRF-07: the accepted forms; the trailing slash is dropped, as the path is appended."""
+    destination = GatewaySettings.from_env(_with_destination_url(url)).destinations["frontapp"]
+    assert destination.url == url.rstrip("/")
+
+
+@pytest.mark.parametrize("url", [
+    # SSRF-07: scheme, user info, query, fragment, a URL that is not one
+    pytest.param("http://backend.example.com", id="SSRF-07 http to a remote host"),
+    pytest.param("http://10.0.0.5:8080", id="SSRF-07 http to a private address"),
+    pytest.param("http://169.254.169.254/latest", id="SSRF-07 http to the metadata address"),
+    pytest.param("http://127.0.0.1.nip.io", id="SSRF-07 http to a name that starts like loopback"),
+    pytest.param("ftp://backend.example.com", id="SSRF-07 ftp"),
+    pytest.param("file:///etc/passwd", id="SSRF-07 file"),
+    pytest.param("ws://localhost:8080", id="SSRF-07 websocket scheme"),
+    pytest.param("backend.example.com", id="SSRF-07 no scheme"),
+    pytest.param("//backend.example.com", id="SSRF-07 scheme-relative"),
+    pytest.param("https:///path", id="SSRF-07 no host"),
+    pytest.param("", id="SSRF-07 empty"),
+    pytest.param(None, id="SSRF-07 missing"),
+    pytest.param(42, id="SSRF-07 not a string"),
+    pytest.param("https://user:secret@backend.example.com", id="SSRF-07 user and password"),
+    pytest.param("https://user@backend.example.com", id="SSRF-07 user"),
+    pytest.param("https://trusted.example.com@evil.example", id="SSRF-07 user info naming another host"),
+    pytest.param("http://localhost@evil.example", id="SSRF-07 loopback as user info"),
+    pytest.param("https://backend.example.com/?a=1", id="SSRF-07 query"),
+    pytest.param("https://backend.example.com#top", id="SSRF-07 fragment"),
+    # the proxy appends the request path: "https://h?" + "/x" would send the path as a query
+    pytest.param("https://backend.example.com?", id="SSRF-07 empty query"),
+    pytest.param("https://backend.example.com#", id="SSRF-07 empty fragment"),
+    pytest.param("https://[backend.example.com", id="SSRF-07 unbalanced bracket"),
+    pytest.param("https://backend.example.com:https", id="SSRF-07 port that is not a number"),
+    pytest.param("https://backend.example.com:99999", id="SSRF-07 port out of range"),
+    # SSRF-08: numeric forms the resolver (inet_aton) turns into loopback; plain http is allowed
+    # only on loopback, and these are not taken as loopback
+    pytest.param("http://2130706433", id="SSRF-08 loopback as a decimal number"),
+    pytest.param("http://0177.0.0.1", id="SSRF-08 loopback in octal"),
+    pytest.param("http://0x7f.1", id="SSRF-08 loopback in hex, short form"),
+    pytest.param("http://0x7f000001", id="SSRF-08 loopback as one hex number"),
+    pytest.param("http://127.1", id="SSRF-08 loopback, short form"),
+    pytest.param("http://[::ffff:127.0.0.1]", id="SSRF-08 loopback IPv4-mapped in IPv6"),
+    pytest.param("http://2852039166", id="SSRF-08 metadata address as a decimal number"),
+])
+def test_a_bad_destination_url_stops_the_start_named(url: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        GatewaySettings.from_env(_with_destination_url(url))
+    # the routes naming the refused destination are reported too
+    assert info.value.problems[0] == f"destinations[0] (frontapp): {DESTINATION_URL_PROBLEM}"

@@ -846,6 +846,13 @@ ISSUERS = [pytest.param(issuer, id=f"SSRF-02 {name}", marks=marks) for issuer, n
     ("HTTPS://MYTENANT.accounts.ondemand.com", "upper case", fixed(
         "the check lower-cases the host but the fetch uses the issuer as sent: one discovery fetch per "
         "token before the mismatch refuses it")),
+)] + [pytest.param(issuer, id=f"SSRF-08 {name}") for issuer, name in (
+    ("https://2130706433", "loopback as a decimal number"),
+    ("https://0177.0.0.1", "loopback in octal"),
+    ("https://0x7f.1", "loopback in hex, short form"),
+    ("https://[::ffff:127.0.0.1]", "loopback IPv4-mapped in IPv6"),
+    ("https://[::ffff:a9fe:a9fe]", "metadata address IPv4-mapped, in hex"),
+    ("https://2852039166", "metadata address as a decimal number"),
 )]
 
 
