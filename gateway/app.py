@@ -35,7 +35,7 @@ from gateway.sessions import (
     sign_session_id,
     unsign_session_id,
 )
-from gateway.settings import GatewaySettings
+from gateway.settings import LOOPBACK_NAMES, GatewaySettings
 from seccore.logs import correlation_id, new_correlation_id
 
 __all__ = ["create_app"]
@@ -227,6 +227,11 @@ async def _login_or_401(gw: Gateway, request: web.Request, route: Route, path: s
         return response
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(16), new_code_verifier()
     kind = route.authentication_type
+    if _scheme(gw, request) != "https" and request.host.rsplit(":", 1)[0] not in LOOPBACK_NAMES:
+        # The code would come back over plain http (OIDC-21). Behind the Cloud Foundry router the
+        # scheme is its X-Forwarded-Proto, believed only with TRUSTED_PROXY_HOPS=1.
+        log.warning("login not started: the gateway is reached over plain http")
+        return _page(request, 400, "This gateway is reached over plain http; logins need https.")
     redirect_uri = _origin(gw, request) + gw.settings.app_config.login_callback
     return_to = path + (f"?{query}" if query else "")
     try:

@@ -564,3 +564,22 @@ async def test_ses13_pending_logins_in_redis_expire_after_5_minutes(start_gatewa
             assert len([key async for key in client.scan_iter(match="*login:*")]) == FLOOD
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(("hops", "proto", "status", "redirect_uri"), [
+    pytest.param("0", None, 400, None, id="plain http, no proxy: no login"),
+    pytest.param("1", "http", 400, None, id="the router says http: no login"),
+    pytest.param("1", "https", 302, "https://app.example.com/login/callback", id="the router says https"),
+])
+async def test_oidc21_a_login_redirect_uri_is_never_plain_http_off_loopback(
+        start_gateway: StartGateway, hops: str, proto: str | None, status: int,
+        redirect_uri: str | None) -> None:
+    stack = await start_gateway(PUBLIC_HOSTS="app.example.com", TRUSTED_PROXY_HOPS=hops)
+    headers = {"Host": "app.example.com", **({"X-Forwarded-Proto": proto} if proto else {})}
+    async with browser(stack) as http, http.get(stack.gateway + "/homepage", headers=headers,
+                                                allow_redirects=False) as answer:
+        assert answer.status == status
+        if redirect_uri:
+            assert URL(answer.headers["Location"]).query["redirect_uri"] == redirect_uri
+        else:
+            assert "plain http" in await answer.text() and "Location" not in answer.headers
