@@ -8,6 +8,7 @@ installs it (Debian package ``redis-server``).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import uuid
@@ -21,6 +22,8 @@ import pytest_asyncio
 import redis
 import redis.asyncio
 
+from gateway.settings import GatewaySettings
+from tests import factories
 from tests.integration.processes import free_port, poll_until
 from tests.integration.servers import Pki, make_pki
 
@@ -137,3 +140,15 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio
 def key_prefix() -> str:
     """A key prefix no other test uses."""
     return f"test:{uuid.uuid4().hex}:"
+
+
+def gateway_settings(folder: Path, routes: list[dict[str, object]], backend_url: str,
+                     secret: str) -> GatewaySettings:
+    """The gateway's settings for ``routes`` (written as ``folder/xs-app.json``) to one destination
+    ``backend`` at ``backend_url``, with the factories' bindings; no proxy in front."""
+    (folder / "xs-app.json").write_text(json.dumps({"authenticationMethod": "route", "routes": routes}),
+                                        encoding="utf-8")
+    return GatewaySettings.from_env({
+        "VCAP_SERVICES": json.dumps(factories.vcap_services()), "SESSION_SECRET": secret,
+        "XS_APP_FILE": str(folder / "xs-app.json"), "TRUSTED_PROXY_HOPS": "0",
+        "destinations": json.dumps([{"name": "backend", "url": backend_url}])})

@@ -8,7 +8,6 @@ in front of an upstream that answers 200 to everything.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,9 +24,8 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from gateway.app import LOGIN_COOKIE, create_app
 from gateway.oidc import CodeRefused, IdentityProvider, LoginFailed, Tokens
 from gateway.sessions import COOKIE_NAME, MemoryStore, new_session_id, sign_session_id
-from gateway.settings import GatewaySettings
 from seccore.logs import correlation_id
-from tests import factories
+from tests.gateway.conftest import gateway_settings
 
 pytestmark = pytest.mark.asyncio
 
@@ -71,16 +69,11 @@ def idp(monkeypatch: pytest.MonkeyPatch) -> dict[str, Exception | None]:
 @pytest.fixture
 def start_gateway(aiohttp_client: AiohttpClient, upstream: TestServer,
                   tmp_path: Path) -> Callable[[MemoryStore], Awaitable[Client]]:
-    routes = {"authenticationMethod": "route", "routes": [
-        {"source": "^/private/(.*)$", "target": "/$1", "destination": "backend",
-         "authenticationType": "xsuaa", "csrfProtection": True}]}
-    (tmp_path / "xs-app.json").write_text(json.dumps(routes), encoding="utf-8")
+    routes = [{"source": "^/private/(.*)$", "target": "/$1", "destination": "backend",
+               "authenticationType": "xsuaa", "csrfProtection": True}]
 
     async def start(store: MemoryStore) -> Client:
-        settings = GatewaySettings.from_env({
-            "VCAP_SERVICES": json.dumps(factories.vcap_services()), "SESSION_SECRET": SECRET,
-            "XS_APP_FILE": str(tmp_path / "xs-app.json"), "TRUSTED_PROXY_HOPS": "0",
-            "destinations": json.dumps([{"name": "backend", "url": f"http://127.0.0.1:{upstream.port}"}])})
+        settings = gateway_settings(tmp_path, routes, f"http://127.0.0.1:{upstream.port}", SECRET)
         return await aiohttp_client(create_app(settings, store=store))
     return start
 

@@ -8,7 +8,6 @@ test_proxy.py); each test tells the upstream which headers to answer with.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,8 +23,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.app import LOGIN_COOKIE, create_app
 from gateway.sessions import COOKIE_NAME, MemoryStore, new_session_id, sign_session_id
-from gateway.settings import GatewaySettings
-from tests import factories
+from tests.gateway.conftest import gateway_settings
 
 pytestmark = pytest.mark.asyncio
 
@@ -62,17 +60,13 @@ StartGateway = Callable[..., Awaitable[TestClient[Any, Any]]]
 def start_gateway(aiohttp_client: AiohttpClient, upstream: TestServer, tmp_path: Path) -> StartGateway:
     """``await start_gateway(host=..., store=...)``: the gateway with destination ``backend`` at
     ``http://<host>:<upstream port>``; ``/public/*`` needs no login, ``/private/*`` an XSUAA session."""
-    routes = {"authenticationMethod": "route", "routes": [
+    routes = [
         {"source": "^/public/(.*)$", "target": "/$1", "destination": "backend", "authenticationType": "none"},
         {"source": "^/private/(.*)$", "target": "/$1", "destination": "backend",
-         "authenticationType": "xsuaa", "csrfProtection": False}]}
-    (tmp_path / "xs-app.json").write_text(json.dumps(routes), encoding="utf-8")
+         "authenticationType": "xsuaa", "csrfProtection": False}]
 
     async def start(host: str = "127.0.0.1", store: MemoryStore | None = None) -> TestClient[Any, Any]:
-        settings = GatewaySettings.from_env({
-            "VCAP_SERVICES": json.dumps(factories.vcap_services()), "SESSION_SECRET": SECRET,
-            "XS_APP_FILE": str(tmp_path / "xs-app.json"), "TRUSTED_PROXY_HOPS": "0",
-            "destinations": json.dumps([{"name": "backend", "url": f"http://{host}:{upstream.port}"}])})
+        settings = gateway_settings(tmp_path, routes, f"http://{host}:{upstream.port}", SECRET)
         return await aiohttp_client(create_app(settings, store=store))
     return start
 
