@@ -14,6 +14,7 @@ from app.claims import token_view
 from app.comparison import Side, compare
 from app.diagram import draw
 from app.flow import FlowResult
+from app.settings import AppSettings
 from seccore import CrossSiteRefused, ScopeMissing, TokenError
 from seccore.logs import correlation_id, redact
 from seccore.validation import fingerprint
@@ -35,6 +36,11 @@ class Sent:
     text: str
     mimetype: str
 
+    @classmethod
+    def default(cls, settings: AppSettings) -> Sent:
+        """IFLOW_PAYLOAD, what a GET of the page sends."""
+        return cls(settings.iflow_payload, settings.iflow_content_type.split(";")[0])
+
 
 @bp.get("/homepage")
 def homepage() -> Response:
@@ -51,7 +57,7 @@ def homepage() -> Response:
     result = services.flow.run(bearer_token(request), settings.iflow_payload.encode(),
                                settings.iflow_content_type, correlation_id.get(),
                                call_iflow=not _cross_site())
-    return render_result(result, Sent(settings.iflow_payload, settings.iflow_content_type.split(";")[0]))
+    return render_result(result, Sent.default(settings))
 
 
 @bp.post("/homepage")
@@ -122,7 +128,7 @@ def _page(result: FlowResult, data: dict[str, Any], sent: Sent | None) -> str:
     path = request.headers.get("x-forwarded-path", request.path)[:MAX_SHOWN_PATH]
     drawing = draw(result, method=request.method, path=path, iflow_path=settings.iflow_path,
                    cpi_role=settings.cpi_role)
-    sent = sent or Sent(settings.iflow_payload, settings.iflow_content_type.split(";")[0])
+    sent = sent or Sent.default(settings)
     raw = {"user": user and user["claims"], "exchanged": exchanged and exchanged["claims"]}
     return render_template("homepage.html", data=data, comparison=comparison, drawing=drawing, sent=sent,
                            iflow_step=result.steps["iflow"],

@@ -35,7 +35,7 @@ from gateway.sessions import (
     sign_session_id,
     unsign_session_id,
 )
-from gateway.settings import LOOPBACK_NAMES, GatewaySettings
+from gateway.settings import GatewaySettings, is_loopback
 from seccore.logs import correlation_id, new_correlation_id
 
 __all__ = ["create_app"]
@@ -227,7 +227,7 @@ async def _login_or_401(gw: Gateway, request: web.Request, route: Route, path: s
         return response
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(16), new_code_verifier()
     kind = route.authentication_type
-    if _scheme(gw, request) != "https" and request.host.rsplit(":", 1)[0] not in LOOPBACK_NAMES:
+    if _scheme(gw, request) != "https" and not is_loopback(request.host):
         # The code would come back over plain http (OIDC-21). Behind the Cloud Foundry router the
         # scheme is its X-Forwarded-Proto, believed only with TRUSTED_PROXY_HOPS=1.
         log.warning("login not started: the gateway is reached over plain http")
@@ -337,11 +337,17 @@ async def _csrf(gw: Gateway, request: web.Request, route: Route, sid: str,
         return web.Response(status=200, headers={csrf.HEADER: token, **NO_STORE})
     needed = csrf.needs_check(request.method, route.csrf_protection, public=False)
     if needed and not csrf.check(session, header):
-        log.warning("request refused: no valid CSRF token")  # LEAK-07; the path is on the access line
-        response = error_response(request, 403, request[_CID])
-        response.headers[csrf.HEADER] = csrf.REQUIRED_VALUE
-        return response
+        return _csrf_refused(request, "request")
     return None
+
+
+def _csrf_refused(request: web.Request, what: str) -> web.Response:
+    """403 with ``x-csrf-token: Required``, as approuter answers; logged (LEAK-07), the path is on
+    the access line."""
+    log.warning("%s refused: no valid CSRF token", what)
+    response = error_response(request, 403, request[_CID])
+    response.headers[csrf.HEADER] = csrf.REQUIRED_VALUE
+    return response
 
 
 async def _logout(request: web.Request) -> web.StreamResponse:
@@ -357,10 +363,7 @@ async def _logout(request: web.Request) -> web.StreamResponse:
     sid, session = await _session(gw, request)
     if request.method == "POST" and session is not None and logout.csrf_protection \
             and not csrf.check(session, request.headers.get(csrf.HEADER)):
-        log.warning("logout refused: no valid CSRF token")  # LEAK-07
-        response = error_response(request, 403, request[_CID])
-        response.headers[csrf.HEADER] = csrf.REQUIRED_VALUE
-        return response
+        return _csrf_refused(request, "logout")
     if sid:
         await gw.store.delete(sid)
     page = logout.page

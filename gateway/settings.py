@@ -59,10 +59,9 @@ class GatewaySettings:
         """Whether ``host`` (a Host header) names this gateway. Redirect URIs and the logout page
         are built from it, so a forged Host must not get that far (OIDC-11)."""
         host = host.lower()
-        name = host if host.endswith("]") else host.rsplit(":", 1)[0]  # "[::1]:5000" -> "[::1]"
         if self.public_hosts:
-            return host in self.public_hosts or name in self.public_hosts
-        return name in LOOPBACK_NAMES
+            return host in self.public_hosts or host_name(host) in self.public_hosts
+        return is_loopback(host)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> GatewaySettings:
@@ -202,3 +201,14 @@ def _public_hosts(environ: Mapping[str, str], problems: list[str]) -> frozenset[
         problems.append("VCAP_APPLICATION is not a JSON object")
         return frozenset()
     return frozenset(str(uri).split("/", 1)[0].lower() for uri in uris if isinstance(uri, str) and uri)
+
+
+def host_name(host: str) -> str:
+    """A Host header without its port: ``[::1]:5000`` -> ``[::1]``, ``localhost:5000`` -> ``localhost``."""
+    host = host.lower()
+    return host if host.endswith("]") else host.rsplit(":", 1)[0]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a Host header names this machine (``./dev run``, tests)."""
+    return host_name(host) in LOOPBACK_NAMES

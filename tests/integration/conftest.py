@@ -75,7 +75,9 @@ def gunicorn_app(upstream_server: Upstream, pki: Pki,
         yield app
 
 
-# The gateway tests' stack (emulator, echo upstream, start_gateway), for every module here.
+# The gateway tests' stack (emulator, echo upstream, start_gateway) and a throwaway redis-server,
+# for every module here.
+from tests.gateway.conftest import throwaway_redis  # noqa: E402, F401 - a redis-server of one test
 from tests.integration.gateway_stack import (  # noqa: E402, F401
     echo,
     echo_server,

@@ -12,7 +12,6 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,7 +21,7 @@ from yarl import URL
 
 from gateway.app import LOGIN_COOKIE, LOGIN_TTL_SECONDS
 from gateway.sessions import COOKIE_NAME, MemoryStore, sign_session_id
-from tests.gateway.conftest import RedisServer, start_redis_server
+from tests.gateway.conftest import RedisServer
 from tests.integration.gateway_browser import browser, callback_of, csrf_token, login, logout
 from tests.integration.gateway_stack import Stack, StartGateway, given, session_cookie
 
@@ -540,19 +539,10 @@ async def test_ses13_the_memory_store_bound_holds_against_a_flood_of_started_log
             assert done.status == 200
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = start_redis_server(tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def test_ses13_pending_logins_in_redis_expire_after_5_minutes(start_gateway: StartGateway,
-                                                                    redis_server: RedisServer) -> None:
-    stack = await start_gateway(SESSION_STORE_URL=redis_server.url)
-    client = redis_server.client()
+                                                                    throwaway_redis: RedisServer) -> None:
+    stack = await start_gateway(SESSION_STORE_URL=throwaway_redis.url)
+    client = throwaway_redis.client()
     try:
         async with browser(stack) as http:
             states = await start_logins(http, stack, FLOOD)
